@@ -1,0 +1,23 @@
+# smsbridge: a static binary on a distroless base, running as non-root.
+#   docker build -t smsbridge .
+#   docker run -p 2525:2525 -p 8025:8025 -v smsbridge-data:/data smsbridge \
+#     --trusted-networks 172.16.0.0/12 --smsc smsc.example.net:2775 ...
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
+      -o /out/smsbridge ./cmd/smsbridge \
+ && mkdir -p /out/data
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/smsbridge /usr/local/bin/smsbridge
+# The store (bbolt) and the report outbox live here; keep it on a volume.
+COPY --from=build --chown=65532:65532 /out/data /data
+VOLUME /data
+# 2525: SMTP; 8025: admin HTTP (/healthz, /readyz).
+EXPOSE 2525 8025
+USER nonroot:nonroot
+ENTRYPOINT ["/usr/local/bin/smsbridge", "serve", "--data-dir=/data", "--smtp-addr=0.0.0.0:2525", "--admin-addr=0.0.0.0:8025"]

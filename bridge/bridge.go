@@ -1,0 +1,130 @@
+// Package bridge is smsbridge's dispatcher: it takes due records from the
+// store to the SMSC, applies the receipts that come back, and hands final
+// records to the report sender.
+package bridge
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/smsbridge/smsbridge/report"
+	"github.com/smsbridge/smsbridge/smppout"
+	"github.com/smsbridge/smsbridge/store"
+)
+
+// Config tunes the dispatcher. Zero values mean the defaults in setDefaults.
+type Config struct {
+	SourceAddr    string        // source_addr of every SMS
+	Workers       int           // records submitted concurrently; default 16
+	RetryMin      time.Duration // first retry delay after a temporary error; default 30 s
+	RetryMax      time.Duration // cap of the exponential backoff; default 10 min
+	Validity      time.Duration // a record not submitted by then fails as expired; default 48 h
+	ReportingMTA  string        // our host name, for reports
+	Postmaster    string        // From of reports
+	ReportSuccess bool          // send a report when an SMS is delivered, not only on failure
+	Now           func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Workers == 0 {
+		c.Workers = 16
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = 30 * time.Second
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 10 * time.Minute
+	}
+	if c.Validity == 0 {
+		c.Validity = 48 * time.Hour
+	}
+	if c.ReportingMTA == "" {
+		c.ReportingMTA = "localhost"
+	}
+	if c.Postmaster == "" {
+		c.Postmaster = "postmaster@" + c.ReportingMTA
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// SMSC is what the dispatcher needs of an SMPP client.
+type SMSC interface {
+	Submit(ctx context.Context, s smppout.Submit) (string, error)
+	Bound() bool
+}
+
+// Store is what the dispatcher needs of the store.
+type Store interface {
+	Due(now time.Time, limit int) ([]*store.Record, time.Time, error)
+	Update(id string, fn func(*store.Record) error) (*store.Record, error)
+	ApplyReceipt(rc store.Receipt) (*store.Record, bool, error)
+	Reportable(limit int) ([]*store.Record, error)
+	Changed() <-chan struct{}
+}
+
+// Bridge moves records between the store, the SMSC and the report sender.
+type Bridge struct {
+	cfg  Config
+	st   Store
+	smsc SMSC
+	out  report.Sender
+	log  *slog.Logger
+
+	mu          sync.Mutex
+	inflight    map[string]bool      // records being submitted now
+	reportAt    map[string]time.Time // next report attempt after a temporary failure
+	reportTries map[string]int
+}
+
+// New returns a dispatcher; Run starts it.
+func New(cfg Config, st Store, smsc SMSC, out report.Sender, log *slog.Logger) *Bridge {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Bridge{
+		cfg: cfg, st: st, smsc: smsc, out: out, log: log,
+		inflight:    make(map[string]bool),
+		reportAt:    make(map[string]time.Time),
+		reportTries: make(map[string]int),
+	}
+}
+
+// Run dispatches and reports until ctx is done. Submits already handed to
+// the SMSC are waited for, so that their ids are recorded before Run returns.
+func (b *Bridge) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return b.dispatchLoop(ctx) })
+	g.Go(func() error { return b.reportLoop(ctx) })
+	return g.Wait()
+}
+
+// wait blocks until ctx is done, the store changed, or d has passed.
+func wait(ctx context.Context, changed <-chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-changed:
+	case <-t.C:
+	}
+}
+
+// backoff is the delay before attempt n+1: exponential from RetryMin to
+// RetryMax, with full jitter in its upper half so that a burst of records
+// that failed together does not come back together.
+func (b *Bridge) backoff(attempts int) time.Duration {
+	d := b.cfg.RetryMin
+	for i := 1; i < attempts && d < b.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, b.cfg.RetryMax)
+	return d/2 + rand.N(d/2+1)
+}

@@ -1,0 +1,258 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/smsbridge/smsbridge/smppout"
+	"github.com/smsbridge/smsbridge/store"
+)
+
+// boundPoll is how often a dispatcher without a bound SMSC looks again.
+// Records stay queued meanwhile: taking them only to fail them with
+// "not bound" would burn their attempts.
+const boundPoll = 100 * time.Millisecond
+
+// idleWait bounds a sleep when the store says nothing is due later.
+const idleWait = time.Minute
+
+func (b *Bridge) dispatchLoop(ctx context.Context) error {
+	changed := b.st.Changed()
+	done := make(chan struct{}, 1)
+	sem := make(chan struct{}, b.cfg.Workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// In-flight submits run on a context that outlives ctx: the SMPP client
+	// drains its window on shutdown, and an id the SMSC gave us must be
+	// written down, or the segment would be sent twice after a restart.
+	subCtx := context.WithoutCancel(ctx)
+	for ctx.Err() == nil {
+		if !b.smsc.Bound() {
+			wait(ctx, nil, boundPoll)
+			continue
+		}
+		now := b.cfg.Now()
+		recs, next, err := b.st.Due(now, 4*b.cfg.Workers)
+		if err != nil {
+			b.log.Error("dispatch: reading due records", "err", err)
+			wait(ctx, nil, time.Second)
+			continue
+		}
+		for _, rec := range recs {
+			if !b.claim(rec.ID) {
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				b.release(rec.ID)
+				return nil
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b.submit(subCtx, rec)
+				b.release(rec.ID)
+				<-sem
+				select {
+				case done <- struct{}{}:
+				default:
+				}
+			}()
+		}
+		d := idleWait
+		if !next.IsZero() {
+			d = max(next.Sub(now), 0)
+		}
+		select {
+		case <-done: // a worker freed up; look again
+		default:
+			waitAny(ctx, changed, done, d)
+		}
+	}
+	return nil
+}
+
+func waitAny(ctx context.Context, a, b <-chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-a:
+	case <-b:
+	case <-t.C:
+	}
+}
+
+func (b *Bridge) claim(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.inflight[id] {
+		return false
+	}
+	b.inflight[id] = true
+	return true
+}
+
+func (b *Bridge) release(id string) {
+	b.mu.Lock()
+	delete(b.inflight, id)
+	b.mu.Unlock()
+}
+
+// submit sends the segments of rec that the SMSC has not accepted yet, in
+// order, recording each id as soon as it arrives.
+func (b *Bridge) submit(ctx context.Context, rec *store.Record) {
+	if b.cfg.Now().Sub(rec.Created) > b.cfg.Validity {
+		b.fail(rec.ID, statusExpired, "validity period passed before the SMSC accepted the message")
+		return
+	}
+	for i, seg := range rec.Segments {
+		if seg.SMSCID != "" {
+			continue
+		}
+		start := time.Now()
+		id, err := b.smsc.Submit(ctx, b.submitSM(rec, i))
+		if err != nil {
+			b.submitFailed(rec, i, err)
+			return
+		}
+		b.log.Info("segment submitted", "id", rec.ID, "to", rec.To, "seg", i+1, "segments",
+			len(rec.Segments), "smsc_id", id, "took", time.Since(start))
+		if err := b.recordSMSCID(rec.ID, i, id); err != nil {
+			// The SMSC has the segment but we could not write it down: it
+			// will be sent again on the next attempt (at least once).
+			b.log.Error("recording smsc id", "id", rec.ID, "seg", i+1, "smsc_id", id, "err", err)
+			return
+		}
+	}
+}
+
+func (b *Bridge) submitSM(rec *store.Record, i int) smppout.Submit {
+	seg := rec.Segments[i]
+	s := smppout.Submit{
+		Source:             b.cfg.SourceAddr,
+		Dest:               rec.To,
+		DataCoding:         rec.DataCoding,
+		ShortMessage:       seg.Payload,
+		RegisteredDelivery: 1, // a receipt for the final outcome, success or failure
+	}
+	if len(seg.UDH) > 0 {
+		// SMPP v3.4 §5.2.12: esm_class bit 6 (UDHI) says short_message
+		// starts with a user data header.
+		s.ESMClass = 0x40
+		s.ShortMessage = append(append([]byte(nil), seg.UDH...), seg.Payload...)
+	}
+	return s
+}
+
+func (b *Bridge) recordSMSCID(id string, i int, smscID string) error {
+	rec, err := b.st.Update(id, func(r *store.Record) error {
+		if i >= len(r.Segments) {
+			return fmt.Errorf("segment %d of %d", i+1, len(r.Segments))
+		}
+		r.Segments[i].SMSCID = smscID
+		if r.Segments[i].State == store.SegPending {
+			r.Segments[i].State = store.SegSubmitted
+		}
+		r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "submitted",
+			Detail: fmt.Sprintf("seg %d/%d smsc_id=%s", i+1, len(r.Segments), smscID)})
+		if r.State == store.Queued && allSubmitted(r) {
+			r.State = store.Submitted
+			r.Attempts++
+			r.LastError = ""
+		}
+		return nil
+	})
+	if err == nil && rec.State.Final() {
+		b.logFinal(rec)
+	}
+	return err
+}
+
+func allSubmitted(r *store.Record) bool {
+	for _, s := range r.Segments {
+		if s.SMSCID == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// submitFailed classifies a submit error: permanent ones fail the record,
+// anything else (not bound, timeout, throttling, a dropped session) retries
+// with backoff until the validity period ends.
+func (b *Bridge) submitFailed(rec *store.Record, i int, err error) {
+	var se *smppout.StatusError
+	if errors.As(err, &se) && !se.Temporary() {
+		b.fail(rec.ID, submitStatus(se.Status), fmt.Sprintf("smpp; submit_sm command_status=0x%08X", se.Status))
+		return
+	}
+	now := b.cfg.Now()
+	var failed bool
+	_, uerr := b.st.Update(rec.ID, func(r *store.Record) error {
+		r.Attempts++
+		r.LastError = err.Error()
+		r.NextAttempt = now.Add(b.backoff(r.Attempts))
+		if r.NextAttempt.Sub(r.Created) > b.cfg.Validity {
+			failed = true
+			return nil
+		}
+		r.Events = append(r.Events, store.Event{At: now, What: "retry",
+			Detail: fmt.Sprintf("seg %d/%d: %v; next attempt %s", i+1, len(r.Segments), err, r.NextAttempt.Format(time.RFC3339))})
+		return nil
+	})
+	if uerr != nil {
+		b.log.Error("recording retry", "id", rec.ID, "err", uerr)
+		return
+	}
+	if failed {
+		b.fail(rec.ID, statusExpired, "validity period ends before the next attempt; last error: "+err.Error())
+		return
+	}
+	b.log.Warn("submit failed, will retry", "id", rec.ID, "to", rec.To, "seg", i+1, "err", err)
+}
+
+// fail ends a record that the SMSC never fully accepted.
+func (b *Bridge) fail(id, status, diag string) {
+	rec, err := b.st.Update(id, func(r *store.Record) error {
+		if r.State.Final() {
+			return nil
+		}
+		r.State = store.Failed
+		r.LastError = status + " " + diag
+		r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "failed", Detail: r.LastError})
+		return nil
+	})
+	if err != nil {
+		b.log.Error("recording failure", "id", id, "err", err)
+		return
+	}
+	b.logFinal(rec)
+}
+
+func (b *Bridge) logFinal(rec *store.Record) {
+	b.log.Info("record "+string(rec.State), "id", rec.ID, "to", rec.To, "state", rec.State,
+		"attempts", rec.Attempts, "err", rec.LastError)
+}
+
+// HandleReceipt applies a delivery receipt; it is the smppout.Handler. An
+// error makes the SMSC send the receipt again later.
+func (b *Bridge) HandleReceipt(_ context.Context, r smppout.Receipt) error {
+	rec, matched, err := b.st.ApplyReceipt(store.Receipt{
+		SMSCID: r.MessageID, Stat: r.Stat, Err: r.Err, At: b.cfg.Now(),
+	})
+	if err != nil {
+		b.log.Error("applying receipt", "smsc_id", r.MessageID, "stat", r.Stat, "err", err)
+		return err
+	}
+	if !matched {
+		b.log.Info("receipt parked: smsc id not known yet", "smsc_id", r.MessageID, "stat", r.Stat)
+		return nil
+	}
+	b.log.Info("receipt", "id", rec.ID, "smsc_id", r.MessageID, "stat", r.Stat, "err", r.Err, "state", rec.State)
+	return nil
+}

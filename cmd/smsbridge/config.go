@@ -1,0 +1,236 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/nyaruka/phonenumbers"
+)
+
+// Config is the whole configuration: the file (TOML) with flags on top.
+// Every key and its default is in smsbridge.example.toml.
+type Config struct {
+	SMTPAddr        string   `toml:"smtp_addr"`
+	Domains         []string `toml:"domains"`
+	DefaultRegion   string   `toml:"default_region"`
+	DataDir         string   `toml:"data_dir"`
+	AdminAddr       string   `toml:"admin_addr"`
+	TrustedNetworks []string `toml:"trusted_networks"`
+	Hostname        string   `toml:"hostname"`
+	SourceAddr      string   `toml:"source_addr"`
+	Smarthost       string   `toml:"smarthost"`
+	Postmaster      string   `toml:"postmaster"`
+	// ReportSuccess: mail a report when an SMS is delivered, not only when
+	// it fails. Unset: on in demo mode, off otherwise.
+	ReportSuccess *bool `toml:"report_success"`
+
+	SMSC  SMSCConfig  `toml:"smsc"`
+	Retry RetryConfig `toml:"retry"`
+}
+
+// SMSCConfig is the SMPP bind. An empty Addr means demo mode: an SMSC
+// simulator in the process.
+type SMSCConfig struct {
+	Addr        string   `toml:"addr"`
+	SystemID    string   `toml:"system_id"`
+	Password    string   `toml:"password"`
+	SystemType  string   `toml:"system_type"`
+	Window      int      `toml:"window"`
+	EnquireLink Duration `toml:"enquire_link"`
+	RespTimeout Duration `toml:"resp_timeout"`
+	// ReconnectMin and ReconnectMax bound the backoff between bind attempts.
+	ReconnectMin Duration `toml:"reconnect_min"`
+	ReconnectMax Duration `toml:"reconnect_max"`
+}
+
+// RetryConfig is the dispatcher's retry policy.
+type RetryConfig struct {
+	Min      Duration `toml:"min"`
+	Max      Duration `toml:"max"`
+	Validity Duration `toml:"validity"`
+}
+
+// Duration reads "30s", "10m", "48h" from the file.
+type Duration struct{ time.Duration }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	if v < 0 {
+		return fmt.Errorf("negative duration %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+func defaultConfig() Config {
+	return Config{
+		SMTPAddr:        "127.0.0.1:2525",
+		Domains:         []string{"sms.localhost"},
+		DefaultRegion:   "US",
+		DataDir:         "./smsbridge-data",
+		AdminAddr:       "127.0.0.1:8025",
+		TrustedNetworks: []string{"127.0.0.0/8", "::1/128"},
+		SourceAddr:      "smsbridge",
+		SMSC: SMSCConfig{
+			Window:       10,
+			EnquireLink:  Duration{30 * time.Second},
+			RespTimeout:  Duration{30 * time.Second},
+			ReconnectMin: Duration{time.Second},
+			ReconnectMax: Duration{time.Minute},
+		},
+		Retry: RetryConfig{
+			Min:      Duration{30 * time.Second},
+			Max:      Duration{10 * time.Minute},
+			Validity: Duration{48 * time.Hour},
+		},
+	}
+}
+
+// loadFile reads a TOML config file over the defaults. An unknown key is an
+// error that names it: a typo must not silently fall back to a default.
+func loadFile(path string, c *Config) error {
+	md, err := toml.DecodeFile(path, c)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return fmt.Errorf("%s: %s", path, perr.ErrorWithPosition())
+		}
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("%s: unknown key(s): %s", path, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// listFlag is a repeatable (or comma-separated) string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error {
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l = append(*l, v)
+		}
+	}
+	return nil
+}
+
+// parseServeFlags reads --config and the flags that override it.
+func parseServeFlags(args []string) (Config, error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var (
+		file                           string
+		domains, trusted               listFlag
+		smtpAddr, region, dataDir      string
+		smsc, sysID, password, source  string
+		smarthost, adminAddr, hostname string
+	)
+	fs.StringVar(&file, "config", "", "config file (TOML)")
+	fs.StringVar(&smtpAddr, "smtp-addr", "", "SMTP listen address (default 127.0.0.1:2525)")
+	fs.Var(&domains, "domain", "SMS domain; repeatable (default sms.localhost)")
+	fs.StringVar(&region, "default-region", "", "region for numbers without country code (default US)")
+	fs.StringVar(&dataDir, "data-dir", "", "directory of the store and outbox (default ./smsbridge-data)")
+	fs.StringVar(&smsc, "smsc", "", "SMSC host:port; empty starts the built-in simulator (demo mode)")
+	fs.StringVar(&sysID, "smsc-system-id", "", "SMPP system_id")
+	fs.StringVar(&password, "smsc-password", "", "SMPP password (or SMSBRIDGE_SMSC_PASSWORD)")
+	fs.StringVar(&source, "source-addr", "", "source address shown on the phone (default smsbridge)")
+	fs.StringVar(&smarthost, "smarthost", "", "host:port receiving report mails; empty writes them to <data-dir>/outbox")
+	fs.StringVar(&adminAddr, "admin-addr", "", "admin HTTP listen address (default 127.0.0.1:8025)")
+	fs.Var(&trusted, "trusted-networks", "CIDRs that may send without AUTH (default 127.0.0.0/8,::1/128)")
+	fs.StringVar(&hostname, "hostname", "", "our host name in greetings and reports (default: the system's)")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	c := defaultConfig()
+	if file != "" {
+		if err := loadFile(file, &c); err != nil {
+			return Config{}, err
+		}
+	}
+	if p := os.Getenv("SMSBRIDGE_SMSC_PASSWORD"); p != "" {
+		c.SMSC.Password = p
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "smtp-addr":
+			c.SMTPAddr = smtpAddr
+		case "domain":
+			c.Domains = domains
+		case "default-region":
+			c.DefaultRegion = region
+		case "data-dir":
+			c.DataDir = dataDir
+		case "smsc":
+			c.SMSC.Addr = smsc
+		case "smsc-system-id":
+			c.SMSC.SystemID = sysID
+		case "smsc-password":
+			c.SMSC.Password = password
+		case "source-addr":
+			c.SourceAddr = source
+		case "smarthost":
+			c.Smarthost = smarthost
+		case "admin-addr":
+			c.AdminAddr = adminAddr
+		case "trusted-networks":
+			c.TrustedNetworks = trusted
+		case "hostname":
+			c.Hostname = hostname
+		}
+	})
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if len(c.Domains) == 0 {
+		errs = append(errs, errors.New("domains: at least one SMS domain is needed"))
+	}
+	if !phonenumbers.GetSupportedRegions()[c.DefaultRegion] {
+		errs = append(errs, fmt.Errorf("default_region: %q is not a region code (ISO 3166-1 alpha-2, upper case, e.g. US, DE)", c.DefaultRegion))
+	}
+	if _, err := c.trustedPrefixes(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.SMTPAddr == "" {
+		errs = append(errs, errors.New("smtp_addr: empty"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: empty"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) trustedPrefixes() ([]netip.Prefix, error) {
+	var ps []netip.Prefix
+	for _, s := range c.TrustedNetworks {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_networks: %q: %w", s, err)
+		}
+		ps = append(ps, p.Masked())
+	}
+	return ps, nil
+}
+
+// demo reports whether smsbridge runs its own SMSC simulator.
+func (c *Config) demo() bool { return c.SMSC.Addr == "" }

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "c.toml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestExampleConfigIsTheDefault(t *testing.T) {
+	c, err := parseServeFlags([]string{"--config", "../../smsbridge.example.toml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := defaultConfig(); !reflect.DeepEqual(c, want) {
+		t.Errorf("example config differs from defaults:\n got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name, file string
+		args       []string
+		wantErr    string
+	}{
+		{"unknown key is named", "smtp_adr = \"x\"\n", nil, "unknown key(s): smtp_adr"},
+		{"unknown nested key is named", "[smsc]\nwindw = 3\n", nil, "smsc.windw"},
+		{"syntax error has a line", "domains = [\n", nil, "line"},
+		{"bad duration", "[retry]\nmin = \"soon\"\n", nil, "soon"},
+		{"bad CIDR", "", []string{"--trusted-networks", "10.0.0.0/33"}, "trusted_networks"},
+		{"bad region", "default_region = \"USA\"\n", nil, "default_region"},
+		{"stray argument", "", []string{"extra"}, "unexpected arguments"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--config", writeFile(t, tc.file)}, tc.args...)
+			_, err := parseServeFlags(args)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestFlagsOverrideFile(t *testing.T) {
+	file := writeFile(t, "smtp_addr = \"0.0.0.0:25\"\ndomains = [\"a.test\"]\n[smsc]\naddr = \"smsc:2775\"\nwindow = 50\n[retry]\nmin = \"5s\"\n")
+	c, err := parseServeFlags([]string{"--config", file, "--domain", "b.test", "--domain", "c.test",
+		"--smsc", "other:2775", "--trusted-networks", "10.0.0.0/8,192.168.0.0/16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SMTPAddr != "0.0.0.0:25" || c.SMSC.Window != 50 || c.Retry.Min.Duration != 5*time.Second {
+		t.Errorf("file values lost: %+v", c)
+	}
+	if !reflect.DeepEqual(c.Domains, []string{"b.test", "c.test"}) || c.SMSC.Addr != "other:2775" {
+		t.Errorf("flags did not override: domains %v smsc %q", c.Domains, c.SMSC.Addr)
+	}
+	if !reflect.DeepEqual(c.TrustedNetworks, []string{"10.0.0.0/8", "192.168.0.0/16"}) {
+		t.Errorf("trusted networks %v", c.TrustedNetworks)
+	}
+}

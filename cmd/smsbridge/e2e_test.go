@@ -1,0 +1,416 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-smtp"
+
+	"github.com/smsbridge/smsbridge/internal/smtpsink"
+	"github.com/smsbridge/smsbridge/smppout/smsctest"
+	"github.com/smsbridge/smsbridge/store"
+)
+
+// testConfig is a config for a whole smsbridge on loopback with timings
+// short enough for tests.
+func testConfig(t *testing.T, smscAddr, smarthost string) Config {
+	c := defaultConfig()
+	c.SMTPAddr = "127.0.0.1:0"
+	c.AdminAddr = ""
+	c.DataDir = t.TempDir()
+	c.Hostname = "gw.test"
+	c.SMSC.Addr = smscAddr
+	c.SMSC.SystemID, c.SMSC.Password = "gw", "secret"
+	c.SMSC.EnquireLink = Duration{time.Second}
+	c.SMSC.RespTimeout = Duration{2 * time.Second}
+	c.SMSC.ReconnectMin = Duration{20 * time.Millisecond}
+	c.SMSC.ReconnectMax = Duration{100 * time.Millisecond}
+	c.Retry.Min = Duration{20 * time.Millisecond}
+	c.Retry.Max = Duration{100 * time.Millisecond}
+	c.Smarthost = smarthost
+	yes := true
+	c.ReportSuccess = &yes
+	return c
+}
+
+// running is an app serving in the background.
+type running struct {
+	*app
+	stop func()
+}
+
+func startApp(t *testing.T, cfg Config) *running {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := newApp(cfg, log)
+	if err != nil {
+		t.Fatalf("newApp: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx) }()
+	r := &running{app: a}
+	var stopped bool
+	r.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("app did not stop in 20s")
+		}
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	if testing.Verbose() {
+		w.t.Log(strings.TrimRight(string(b), "\n"))
+	}
+	return len(b), nil
+}
+
+// sendMail sends one mail over TCP with a real SMTP client and returns the
+// queue ids from the 250 reply.
+func sendMail(t *testing.T, addr, from string, to []string, msg string) []string {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatalf("EHLO: %v", err)
+	}
+	if err := c.Mail(from, nil); err != nil {
+		t.Fatalf("MAIL: %v", err)
+	}
+	for _, r := range to {
+		if err := c.Rcpt(r, nil); err != nil {
+			t.Fatalf("RCPT %s: %v", r, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatalf("DATA: %v", err)
+	}
+	io.WriteString(w, strings.ReplaceAll(msg, "\n", "\r\n"))
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		t.Fatalf("end of DATA: %v", err)
+	}
+	c.Quit()
+	_, ids, ok := strings.Cut(resp.StatusText, "queued as ")
+	if !ok {
+		t.Fatalf("250 reply %q has no queue ids", resp.StatusText)
+	}
+	return strings.Fields(ids)
+}
+
+// waitState waits until record id reaches a final state and returns it.
+func waitFinal(t *testing.T, st *store.Store, id string) *store.Record {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		rec, err := st.Get(id)
+		if err != nil {
+			t.Fatalf("get %s: %v", id, err)
+		}
+		if rec.State.Final() {
+			return rec
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("record %s still %s: %+v", id, rec.State, rec.Events)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitMessages(t *testing.T, sim *smsctest.Server, n int) []smsctest.Message {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		msgs := sim.Messages()
+		if len(msgs) >= n {
+			return msgs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("simulator got %d messages, want %d", len(msgs), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// dsn is what a test checks of a report mail.
+type dsn struct {
+	envFrom, envTo string
+	subject        string
+	inReplyTo      string
+	perMsg, perRcp textproto.Header
+	human          string
+}
+
+// parseReport checks the RFC 3464 shape of a report mail and returns its
+// fields.
+func parseReport(t *testing.T, m smtpsink.Message) dsn {
+	t.Helper()
+	e, err := message.Read(bytes.NewReader(m.Data))
+	if err != nil {
+		t.Fatalf("report does not parse: %v\n%s", err, m.Data)
+	}
+	mt, params, _ := e.Header.ContentType()
+	if mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("report Content-Type %s %v", mt, params)
+	}
+	d := dsn{envFrom: m.From, envTo: strings.Join(m.To, ","), subject: e.Header.Get("Subject"),
+		inReplyTo: e.Header.Get("In-Reply-To")}
+	if got := e.Header.Get("Auto-Submitted"); got != "auto-replied" {
+		t.Errorf("Auto-Submitted = %q", got)
+	}
+	mr := e.MultipartReader()
+	var types []string
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("report part: %v", err)
+		}
+		pt, _, _ := p.Header.ContentType()
+		types = append(types, pt)
+		body, _ := io.ReadAll(p.Body)
+		switch pt {
+		case "text/plain":
+			d.human = string(body)
+		case "message/delivery-status":
+			br := bufioReader(body)
+			if d.perMsg, err = textproto.ReadHeader(br); err != nil {
+				t.Fatalf("per-message fields: %v\n%s", err, body)
+			}
+			if d.perRcp, err = textproto.ReadHeader(br); err != nil {
+				t.Fatalf("per-recipient fields: %v\n%s", err, body)
+			}
+		}
+	}
+	want := "text/plain,message/delivery-status,text/rfc822-headers"
+	if got := strings.Join(types, ","); got != want {
+		t.Errorf("report parts %s, want %s", got, want)
+	}
+	return d
+}
+
+// gsmText is 400 characters whose GSM 03.38 codes equal their ASCII codes,
+// so a 3-part message (153+153+94 septets).
+var gsmText = strings.Repeat("Alarm 42 on pump station North. ", 13)[:400]
+
+func TestEndToEnd(t *testing.T) {
+	sim := smsctest.New(smsctest.Config{
+		SystemID: "gw", Password: "secret",
+		ReceiptDelay: 50 * time.Millisecond,
+		Outcomes:     []smsctest.Outcome{{Prefix: "14155550199", Stat: "UNDELIV", Err: "001"}},
+	})
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	sink, err := smtpsink.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	a := startApp(t, testConfig(t, sim.Addr(), sink.Addr()))
+	addr := a.smtpL.Addr().String()
+
+	mail := "From: Pump <alarm@plant.test>\nTo: ops\nSubject: Pump alarm\nMessage-ID: <alarm-1@plant.test>\n\n" + gsmText + "\n"
+	ids := sendMail(t, addr, "alarm@plant.test",
+		[]string{"+14155550123@sms.localhost", "1-415-555-0124@SMS.LOCALHOST"}, mail)
+	if len(ids) != 2 {
+		t.Fatalf("queue ids %v, want 2", ids)
+	}
+
+	msgs := waitMessages(t, sim, 6)
+	byDest := map[string][]smsctest.Message{}
+	for _, m := range msgs {
+		byDest[m.Dest] = append(byDest[m.Dest], m)
+	}
+	for _, dest := range []string{"14155550123", "14155550124"} {
+		parts := byDest[dest]
+		if len(parts) != 3 {
+			t.Fatalf("%s got %d parts, want 3", dest, len(parts))
+		}
+		checkConcatenated(t, parts, gsmText)
+	}
+	for _, id := range ids {
+		if rec := waitFinal(t, a.st, id); rec.State != store.Delivered {
+			t.Errorf("record %s ended %s, want delivered: %+v", id, rec.State, rec.Events)
+		}
+	}
+	reps, err := sink.Wait(ctxTimeout(t, 15*time.Second), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finals := map[string]bool{}
+	for _, m := range reps {
+		d := parseReport(t, m)
+		if d.envFrom != "" || d.envTo != "alarm@plant.test" {
+			t.Errorf("report envelope %q -> %q, want <> -> alarm@plant.test", d.envFrom, d.envTo)
+		}
+		if got := d.perRcp.Get("Action"); got != "delivered" {
+			t.Errorf("Action = %q, want delivered", got)
+		}
+		if got := d.perRcp.Get("Status"); got != "2.0.0" {
+			t.Errorf("Status = %q, want 2.0.0", got)
+		}
+		if d.inReplyTo != "<alarm-1@plant.test>" {
+			t.Errorf("In-Reply-To = %q", d.inReplyTo)
+		}
+		if !strings.HasPrefix(d.perMsg.Get("Reporting-MTA"), "dns;") {
+			t.Errorf("Reporting-MTA = %q", d.perMsg.Get("Reporting-MTA"))
+		}
+		finals[d.perRcp.Get("Final-Recipient")] = true
+	}
+	for _, want := range []string{"rfc822; +14155550123@sms.localhost", "rfc822; 1-415-555-0124@SMS.LOCALHOST"} {
+		if !finals[want] {
+			t.Errorf("no report with Final-Recipient %q (got %v)", want, finals)
+		}
+	}
+
+	// A receipt that says UNDELIV fails the record and the sender hears of it.
+	ids = sendMail(t, addr, "erp@corp.test", []string{"+14155550199@sms.localhost"},
+		"Subject: Invoice\n\nYour invoice is ready.\n")
+	rec := waitFinal(t, a.st, ids[0])
+	if rec.State != store.Failed {
+		t.Fatalf("UNDELIV record ended %s", rec.State)
+	}
+	reps, err = sink.Wait(ctxTimeout(t, 15*time.Second), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := parseReport(t, reps[2])
+	if d.envTo != "erp@corp.test" || d.perRcp.Get("Action") != "failed" || !strings.HasPrefix(d.perRcp.Get("Status"), "5.") {
+		t.Errorf("failure report: to %s, Action %q, Status %q", d.envTo, d.perRcp.Get("Action"), d.perRcp.Get("Status"))
+	}
+	if got := d.perRcp.Get("Diagnostic-Code"); !strings.Contains(got, "UNDELIV") {
+		t.Errorf("Diagnostic-Code = %q, want the SMSC's stat", got)
+	}
+	if !strings.HasPrefix(d.subject, "Undeliverable") {
+		t.Errorf("failure report Subject = %q", d.subject)
+	}
+}
+
+// checkConcatenated checks TS 23.040 §9.2.3.24.1 headers on the parts of
+// one message and that their payloads join up to text.
+func checkConcatenated(t *testing.T, parts []smsctest.Message, text string) {
+	t.Helper()
+	var joined []byte
+	ref := parts[0].ShortMessage[3]
+	for i, p := range parts {
+		if p.DataCoding != 0 {
+			t.Errorf("part %d data_coding %#x, want 0 (GSM 7-bit)", i+1, p.DataCoding)
+		}
+		if p.ESMClass&0x40 == 0 {
+			t.Errorf("part %d esm_class %#x lacks UDHI", i+1, p.ESMClass)
+		}
+		if p.RegisteredDelivery&1 == 0 {
+			t.Errorf("part %d registered_delivery %#x asks no receipt", i+1, p.RegisteredDelivery)
+		}
+		udh := p.ShortMessage[:6]
+		want := []byte{5, 0, 3, ref, byte(len(parts)), byte(i + 1)}
+		if !bytes.Equal(udh, want) {
+			t.Errorf("part %d UDH % x, want % x", i+1, udh, want)
+		}
+		joined = append(joined, p.ShortMessage[6:]...)
+	}
+	if got := string(joined); got != text {
+		t.Errorf("parts join to %q, want %q", got, text)
+	}
+	if n := len(parts[0].ShortMessage) - 6; n != 153 {
+		t.Errorf("first part carries %d septets, want 153", n)
+	}
+}
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// freeAddr returns a loopback address nothing listens on (yet).
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// TestRestartWhileSMSCDown: a mail accepted while the SMSC is down survives
+// a restart of smsbridge and is sent, and reported, exactly once when the
+// SMSC comes up.
+func TestRestartWhileSMSCDown(t *testing.T) {
+	smscAddr := freeAddr(t)
+	sink, err := smtpsink.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	cfg := testConfig(t, smscAddr, sink.Addr())
+
+	a := startApp(t, cfg)
+	ids := sendMail(t, a.smtpL.Addr().String(), "ops@corp.test", []string{"+14155550123@sms.localhost"},
+		"Subject: Disk full\n\nDisk /var is 97% full on db1.\n")
+	time.Sleep(200 * time.Millisecond) // let it try and fail a few times
+	a.stop()
+
+	cfg2 := cfg
+	cfg2.SMTPAddr = "127.0.0.1:0"
+	b := startApp(t, cfg2)
+	rec, err := b.st.Get(ids[0])
+	if err != nil || rec.State != store.Queued {
+		t.Fatalf("after restart: %v, state %v", err, rec)
+	}
+	sim := smsctest.New(smsctest.Config{SystemID: "gw", Password: "secret", ReceiptDelay: 20 * time.Millisecond})
+	if err := sim.Start(smscAddr); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	if rec := waitFinal(t, b.st, ids[0]); rec.State != store.Delivered {
+		t.Fatalf("record ended %s", rec.State)
+	}
+	if _, err := sink.Wait(ctxTimeout(t, 15*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // room for a duplicate to show up
+	if n := len(sim.Messages()); n != 1 {
+		t.Errorf("SMSC got %d submits, want exactly 1", n)
+	}
+	if got := sim.Messages()[0].ShortMessage; string(got) != "Disk /var is 97% full on db1." {
+		t.Errorf("SMS text %q", got)
+	}
+	if n := len(sink.Messages()); n != 1 {
+		t.Errorf("%d reports, want exactly 1", n)
+	}
+}
+
+func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }

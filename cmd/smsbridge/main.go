@@ -1,0 +1,63 @@
+// Command smsbridge is an email-to-SMS gateway: mail to
+// <number>@<sms-domain> becomes an SMS over SMPP, and the delivery report
+// comes back as a mail.
+//
+// Usage:
+//
+//	smsbridge [serve] [flags]   run the gateway (the default)
+//	smsbridge version           print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	cmd := "serve"
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "version" || args[0] == "help") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "version":
+		fmt.Println("smsbridge", version)
+		return 0
+	case "help":
+		fmt.Println("usage: smsbridge [serve] [flags] | version | help; see `smsbridge serve -h`")
+		return 0
+	}
+	cfg, err := parseServeFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "smsbridge: config:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := newApp(cfg, log)
+	if err != nil {
+		log.Error("smsbridge: cannot start", "err", err)
+		return 1
+	}
+	if err := a.run(ctx); err != nil {
+		log.Error("smsbridge: stopped with error", "err", err)
+		return 1
+	}
+	return 0
+}

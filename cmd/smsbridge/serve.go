@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/smsbridge/smsbridge/bridge"
+	"github.com/smsbridge/smsbridge/report"
+	"github.com/smsbridge/smsbridge/smppout"
+	"github.com/smsbridge/smsbridge/smppout/smsctest"
+	"github.com/smsbridge/smsbridge/smtpd"
+	"github.com/smsbridge/smsbridge/store"
+)
+
+// demoSystemID and demoPassword bind to the built-in simulator.
+const (
+	demoSystemID = "smsbridge"
+	demoPassword = "demo"
+)
+
+// app is one running smsbridge: every component, wired.
+type app struct {
+	cfg    Config
+	log    *slog.Logger
+	st     *store.Store
+	sim    *smsctest.Server // demo mode only
+	smsc   *smppout.Client
+	bridge *bridge.Bridge
+	smtp   *smtpd.Server
+	smtpL  net.Listener
+	adminL net.Listener
+}
+
+// newApp opens the store and the listeners; run starts the work.
+func newApp(cfg Config, log *slog.Logger) (a *app, err error) {
+	a = &app{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	if cfg.demo() {
+		if err := a.startSimulator(); err != nil {
+			return nil, err
+		}
+	} else {
+		log.Info("smsbridge starting", "smsc", cfg.SMSC.Addr, "smtp", cfg.SMTPAddr)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	a.st, err = store.Open(filepath.Join(cfg.DataDir, "smsbridge.db"), store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	a.wire()
+	if a.smtpL, err = net.Listen("tcp", cfg.SMTPAddr); err != nil {
+		return nil, fmt.Errorf("smtp listener: %w", err)
+	}
+	if cfg.AdminAddr != "" {
+		if a.adminL, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			return nil, fmt.Errorf("admin listener: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// startSimulator is demo mode: an SMSC on loopback that delivers every
+// number and sends receipts, so one machine shows the whole path.
+func (a *app) startSimulator() error {
+	a.sim = smsctest.New(smsctest.Config{
+		SystemID:     demoSystemID,
+		Password:     demoPassword,
+		ReceiptDelay: time.Second,
+		Log:          a.log.With("component", "smsc-simulator"),
+	})
+	if err := a.sim.Start("127.0.0.1:0"); err != nil {
+		return fmt.Errorf("smsc simulator: %w", err)
+	}
+	a.cfg.SMSC.Addr = a.sim.Addr()
+	a.cfg.SMSC.SystemID, a.cfg.SMSC.Password = demoSystemID, demoPassword
+	a.log.Info("smsbridge starting in DEMO MODE: no --smsc given, SMS go to the built-in SMSC simulator",
+		"smsc", a.cfg.SMSC.Addr, "smtp", a.cfg.SMTPAddr)
+	return nil
+}
+
+func (a *app) wire() {
+	cfg := a.cfg
+	host := cfg.hostname()
+	trusted, _ := cfg.trustedPrefixes() // validated before
+	a.smsc = smppout.New(smppout.Config{
+		Addr:        cfg.SMSC.Addr,
+		SystemID:    cfg.SMSC.SystemID,
+		Password:    cfg.SMSC.Password,
+		SystemType:  cfg.SMSC.SystemType,
+		Window:      cfg.SMSC.Window,
+		EnquireLink: cfg.SMSC.EnquireLink.Duration,
+		RespTimeout: cfg.SMSC.RespTimeout.Duration,
+		BackoffMin:  cfg.SMSC.ReconnectMin.Duration,
+		BackoffMax:  cfg.SMSC.ReconnectMax.Duration,
+	}, func(ctx context.Context, r smppout.Receipt) error {
+		return a.bridge.HandleReceipt(ctx, r)
+	}, a.log.With("component", "smpp"))
+	var out report.Sender = report.Outbox{Dir: filepath.Join(cfg.DataDir, "outbox")}
+	if cfg.Smarthost != "" {
+		out = report.SMTP{Addr: cfg.Smarthost, Helo: host}
+	}
+	reportSuccess := cfg.demo()
+	if cfg.ReportSuccess != nil {
+		reportSuccess = *cfg.ReportSuccess
+	}
+	postmaster := cfg.Postmaster
+	if postmaster == "" {
+		postmaster = "postmaster@" + host
+	}
+	a.bridge = bridge.New(bridge.Config{
+		SourceAddr:    cfg.SourceAddr,
+		RetryMin:      cfg.Retry.Min.Duration,
+		RetryMax:      cfg.Retry.Max.Duration,
+		Validity:      cfg.Retry.Validity.Duration,
+		ReportingMTA:  host,
+		Postmaster:    postmaster,
+		ReportSuccess: reportSuccess,
+	}, a.st, a.smsc, out, a.log.With("component", "bridge"))
+	a.smtp = smtpd.New(smtpd.Config{
+		Hostname:        host,
+		Domains:         cfg.Domains,
+		DefaultRegion:   cfg.DefaultRegion,
+		TrustedNetworks: trusted,
+	}, a.st, a.log.With("component", "smtpd"))
+}
+
+// run serves until ctx is done, then shuts down in the order that loses
+// nothing: stop taking mail, finish in-flight submits, unbind, close the store.
+func (a *app) run(ctx context.Context) error {
+	defer a.close()
+	a.log.Info("listening", "smtp", a.smtpL.Addr().String(), "admin", addrOf(a.adminL),
+		"domains", a.cfg.Domains, "data_dir", a.cfg.DataDir)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.smtp.Serve(a.smtpL) })
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		a.smtp.Shutdown(sctx)
+		return nil
+	})
+	g.Go(func() error { return a.smsc.Run(gctx) })
+	g.Go(func() error { return a.bridge.Run(gctx) })
+	if a.adminL != nil {
+		srv := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		g.Go(func() error {
+			if err := srv.Serve(a.adminL); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("admin: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			return srv.Close()
+		})
+	}
+	err := g.Wait()
+	a.log.Info("smsbridge stopped")
+	return err
+}
+
+func (a *app) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.smsc.Bound() {
+			http.Error(w, "smsc not bound", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+func (a *app) close() {
+	if a.smtpL != nil {
+		a.smtpL.Close()
+	}
+	if a.adminL != nil {
+		a.adminL.Close()
+	}
+	if a.st != nil {
+		if err := a.st.Close(); err != nil {
+			a.log.Error("closing store", "err", err)
+		}
+	}
+	if a.sim != nil {
+		a.sim.Close()
+	}
+}
+
+func addrOf(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+func (c *Config) hostname() string {
+	if c.Hostname != "" {
+		return c.Hostname
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "localhost"
+}

@@ -1,0 +1,85 @@
+package smtpd
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+)
+
+func TestRecipient(t *testing.T) {
+	domains := []string{"sms.example.com", "sms.localhost"}
+	tests := []struct {
+		name, addr, region string
+		want               string
+		code               smtp.EnhancedCode // zero when accepted
+	}{
+		{"E.164 with plus", "+14155550123@sms.example.com", "US", "+14155550123", smtp.EnhancedCode{}},
+		{"national with trunk 1 in US", "14155550123@sms.example.com", "US", "+14155550123", smtp.EnhancedCode{}},
+		{"national without country code", "4155550123@sms.example.com", "US", "+14155550123", smtp.EnhancedCode{}},
+		{"00 international prefix", "004915112345678@sms.example.com", "US", "+4915112345678", smtp.EnhancedCode{}},
+		{"dots and dashes as separators", "+1-415-555.0123@sms.example.com", "US", "+14155550123", smtp.EnhancedCode{}},
+		{"German national number in region DE", "015112345678@sms.localhost", "DE", "+4915112345678", smtp.EnhancedCode{}},
+		{"domain is case-insensitive", "+14155550123@SMS.Example.COM", "US", "+14155550123", smtp.EnhancedCode{}},
+		{"trailing dot of a FQDN", "+14155550123@sms.example.com.", "US", "+14155550123", smtp.EnhancedCode{}},
+		{"other domain is relaying", "+14155550123@example.com", "US", "", smtp.EnhancedCode{5, 7, 1}},
+		{"subdomain is not ours", "+14155550123@x.sms.example.com", "US", "", smtp.EnhancedCode{5, 7, 1}},
+		{"no domain", "+14155550123", "US", "", smtp.EnhancedCode{5, 7, 1}},
+		{"letters in number", "+1415555012x@sms.example.com", "US", "", smtp.EnhancedCode{5, 1, 3}},
+		{"a name, not a number", "john@sms.example.com", "US", "", smtp.EnhancedCode{5, 1, 3}},
+		{"too short", "123@sms.example.com", "US", "", smtp.EnhancedCode{5, 1, 3}},
+		{"empty local part", "@sms.example.com", "US", "", smtp.EnhancedCode{5, 1, 3}},
+		{"plus alone", "+@sms.example.com", "US", "", smtp.EnhancedCode{5, 1, 3}},
+		{"plus inside", "1+4155550123@sms.example.com", "US", "", smtp.EnhancedCode{5, 1, 3}},
+		{"overlong", "+1415555012300000000000000000000000000@sms.example.com", "US", "", smtp.EnhancedCode{5, 1, 3}},
+		{"quoted local part", `"+14155550123"@sms.example.com`, "US", "", smtp.EnhancedCode{5, 1, 3}},
+		{"unassigned country code", "+9991234567@sms.example.com", "US", "", smtp.EnhancedCode{5, 1, 3}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Recipient(tc.addr, domains, tc.region)
+			if tc.code == (smtp.EnhancedCode{}) {
+				if err != nil || got != tc.want {
+					t.Fatalf("Recipient(%q) = %q, %v; want %q", tc.addr, got, err, tc.want)
+				}
+				return
+			}
+			var se *smtp.SMTPError
+			if !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != tc.code {
+				t.Fatalf("Recipient(%q) = %q, %v; want 550 %v", tc.addr, got, err, tc.code)
+			}
+		})
+	}
+}
+
+func FuzzRecipient(f *testing.F) {
+	for _, s := range []string{"+14155550123@sms.localhost", "004915112345678@sms.localhost", "@", "+@x", "a@b@sms.localhost"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		got, err := Recipient(addr, []string{"sms.localhost"}, "US")
+		if err == nil && (len(got) < 2 || got[0] != '+') {
+			t.Fatalf("Recipient(%q) accepted as %q, not E.164", addr, got)
+		}
+	})
+}
+
+func TestHasBareNewline(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"a\r\nb\r\n", false},
+		{"", false},
+		{"a\nb\r\n", true},
+		{"\n", true},
+		{"a\rb\r\n", true},
+		{"a\r\n\r\n", false},
+		{"ends in CR\r", true},
+	}
+	for _, tc := range tests {
+		if got := hasBareNewline([]byte(tc.in)); got != tc.want {
+			t.Errorf("hasBareNewline(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
