@@ -107,7 +107,7 @@ func (b *Bridge) release(id string) {
 // order, recording each id as soon as it arrives.
 func (b *Bridge) submit(ctx context.Context, rec *store.Record) {
 	if b.cfg.Now().Sub(rec.Created) > b.cfg.Validity {
-		b.fail(rec.ID, statusExpired, "validity period passed before the SMSC accepted the message")
+		b.fail(rec.ID, statusExpired, "smpp; validity period passed before the SMSC accepted the message; last error: "+rec.LastError)
 		return
 	}
 	for i, seg := range rec.Segments {
@@ -210,7 +210,7 @@ func (b *Bridge) submitFailed(rec *store.Record, i int, err error) {
 		return
 	}
 	if failed {
-		b.fail(rec.ID, statusExpired, "validity period ends before the next attempt; last error: "+err.Error())
+		b.fail(rec.ID, statusExpired, "smpp; validity period ends before the next attempt; last error: "+err.Error())
 		return
 	}
 	b.log.Warn("submit failed, will retry", "id", rec.ID, "to", rec.To, "seg", i+1, "err", err)
@@ -223,7 +223,8 @@ func (b *Bridge) fail(id, status, diag string) {
 			return nil
 		}
 		r.State = store.Failed
-		r.LastError = status + " " + diag
+		r.FailStatus = status
+		r.LastError = diag
 		r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "failed", Detail: r.LastError})
 		return nil
 	})

@@ -3,7 +3,6 @@ package bridge
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/smsbridge/smsbridge/report"
@@ -58,7 +57,9 @@ func (b *Bridge) reportLoop(ctx context.Context) error {
 				next = min(next, at.Sub(now))
 				continue
 			}
-			b.report(ctx, rec)
+			if d := b.report(ctx, rec); d > 0 {
+				next = min(next, d)
+			}
 		}
 		wait(ctx, changed, next)
 	}
@@ -73,23 +74,24 @@ func (b *Bridge) retryAt(id string) (time.Time, bool) {
 }
 
 // report sends the report a final record calls for, if any, and marks the
-// record so it is not reported twice.
-func (b *Bridge) report(ctx context.Context, rec *store.Record) {
+// record so it is not reported twice. After a temporary failure it returns
+// the delay until the next attempt.
+func (b *Bridge) report(ctx context.Context, rec *store.Record) time.Duration {
 	switch {
 	case rec.From == "":
 		// RFC 3464 §2 / RFC 5321 §4.5.5: never report on a mail from <>,
 		// or reports could loop.
 		b.markReported(rec.ID, "no report: null sender")
-		return
+		return 0
 	case rec.State == store.Delivered && !b.cfg.ReportSuccess:
 		b.markReported(rec.ID, "no report: success reports are off")
-		return
+		return 0
 	}
 	msg, err := report.Build(b.reportFor(rec))
 	if err != nil {
 		b.log.Error("report: building", "id", rec.ID, "err", err)
 		b.markReported(rec.ID, "no report: "+err.Error())
-		return
+		return 0
 	}
 	err = b.out.Send(ctx, rec.From, msg)
 	switch {
@@ -104,7 +106,9 @@ func (b *Bridge) report(ctx context.Context, rec *store.Record) {
 		b.mu.Lock()
 		b.reportAt[rec.ID] = b.cfg.Now().Add(d)
 		b.mu.Unlock()
+		return d
 	}
+	return 0
 }
 
 func (b *Bridge) bumpReportTries(id string) int {
@@ -171,8 +175,11 @@ func outcome(rec *store.Record) (report.Action, string, string) {
 		}
 	}
 	if rec.State == store.Failed {
-		status, diag, _ := strings.Cut(rec.LastError, " ")
-		return report.ActionFailed, status, diag
+		status := rec.FailStatus
+		if status == "" {
+			status = statusFailed
+		}
+		return report.ActionFailed, status, rec.LastError
 	}
 	stat, errc := "DELIVRD", "000"
 	if n := len(rec.Segments); n > 0 && rec.Segments[n-1].Stat != "" {

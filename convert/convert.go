@@ -2,10 +2,7 @@
 // encoded SMS segments (GSM 03.38 7-bit or UCS-2, concatenated with UDH).
 package convert
 
-import (
-	"errors"
-	"io"
-)
+import "errors"
 
 // Limits cap what a hostile mail can make us do.
 type Limits struct {
@@ -34,11 +31,6 @@ type Mail struct {
 	Text      string // cleaned text to send; the subject when the body has none
 }
 
-// Extract reads an RFC 5322 message and returns the text to send.
-func Extract(r io.Reader, lim Limits) (*Mail, error) {
-	panic("TODO")
-}
-
 // Coding is the SMS alphabet of an encoded message.
 type Coding uint8
 
@@ -65,10 +57,4 @@ type Segment struct {
 type Encoded struct {
 	Coding   Coding
 	Segments []Segment
-}
-
-// Encode encodes text in the cheapest alphabet that holds it and splits it
-// into segments with an 8-bit reference concatenation UDH using ref.
-func Encode(text string, ref uint8) Encoded {
-	panic("TODO")
 }

@@ -4,8 +4,13 @@
 package report
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/emersion/go-message"
 )
 
 // Action is the RFC 3464 §2.3.3 action.
@@ -17,14 +22,23 @@ const (
 	ActionDelayed   Action = "delayed"
 )
 
+// ErrInvalid is wrapped by Build errors caused by the Report itself (a
+// missing or malformed field): retrying such a report cannot succeed.
+var ErrInvalid = errors.New("report: invalid report")
+
 // Report is everything one delivery status notification says.
 type Report struct {
 	ReportingMTA string    // our host name, for "Reporting-MTA: dns; …" and Message-ID
 	From         string    // postmaster address for the From header
 	To           string    // the original envelope sender
 	EnvID        string    // RFC 3461 ENVID, "" if none
-	Arrival      time.Time // when we accepted the mail
+	Arrival      time.Time // when we accepted the mail; zero omits Arrival-Date
 	Now          time.Time // the report's Date
+
+	// MessageID is the report's own Message-ID, with angle brackets. If
+	// empty, Build generates <random@ReportingMTA>. The MIME boundary is
+	// derived from it, so a fixed MessageID makes Build deterministic.
+	MessageID string
 
 	OrigMessageID string // with angle brackets, "" if none
 	OrigSubject   string
@@ -37,13 +51,77 @@ type Report struct {
 	Text        string
 	Segments    int
 	Action      Action
-	Status      string // RFC 3463 code, e.g. "2.0.0", "5.0.0"
-	Diagnostic  string // e.g. "smpp; stat=UNDELIV err=001"
-	LastAttempt time.Time
+	Status      string    // RFC 3463 code, e.g. "2.0.0", "5.0.0"
+	Diagnostic  string    // e.g. "smpp; stat=UNDELIV err=001"
+	LastAttempt time.Time // zero omits Last-Attempt-Date
 }
 
-// Build returns the whole report mail (headers and body, CRLF line ends).
-func Build(r Report) ([]byte, error) { panic("TODO") }
+// Build returns the whole report mail (headers and body, CRLF line ends):
+// a multipart/report (RFC 6522) with a human-readable text/plain part, a
+// message/delivery-status part (RFC 3464 §2.1) and, if OrigHeader is set,
+// the original header as text/rfc822-headers.
+//
+// EnvID and OrigRcpt are left out if malformed (control characters, or a
+// non-printable ENVID, RFC 3461 §4.4); control characters in Diagnostic
+// become spaces and one without a "type;" gets "X-Smsbridge; " (RFC 3464
+// §2.3.6). A malformed From, To, FinalRcpt or a bad Action or Status is an
+// error wrapping ErrInvalid.
+//
+// If a delivery-status field (FinalRcpt, OrigRcpt, EnvID, Diagnostic) is
+// not ASCII, the second part is message/global-delivery-status (RFC 6533
+// §6.1), quoted-printable encoded, with the "utf-8" address type; likewise a
+// non-ASCII OrigHeader is sent as message/global-headers (RFC 6533 §6.3).
+func Build(r Report) ([]byte, error) {
+	r = r.cleaned()
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	id := r.MessageID
+	if id == "" {
+		var err error
+		if id, err = newMessageID(r.ReportingMTA); err != nil {
+			return nil, err
+		}
+	}
+	parts, err := r.parts()
+	if err != nil {
+		return nil, err
+	}
+	return assemble(r.topHeader(id, boundaryFor(id, parts), reportType(parts)), parts)
+}
+
+// assemble writes the top header and the parts through go-message's
+// multipart writer.
+func assemble(top message.Header, parts []part) ([]byte, error) {
+	var buf bytes.Buffer
+	w, err := message.CreateWriter(&buf, top)
+	if err != nil {
+		return nil, fmt.Errorf("report: build: %w", err)
+	}
+	for _, p := range parts {
+		if err := writePart(w, p); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("report: build: close multipart: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func writePart(w *message.Writer, p part) error {
+	pw, err := w.CreatePart(p.header)
+	if err != nil {
+		return fmt.Errorf("report: build: %s part: %w", p.mediaType(), err)
+	}
+	if _, err := pw.Write(p.body); err != nil {
+		return fmt.Errorf("report: build: write %s part: %w", p.mediaType(), err)
+	}
+	if err := pw.Close(); err != nil {
+		return fmt.Errorf("report: build: close %s part: %w", p.mediaType(), err)
+	}
+	return nil
+}
 
 // Sender delivers a built report with envelope sender <> to rcpt.
 type Sender interface {
@@ -51,14 +129,13 @@ type Sender interface {
 }
 
 // SMTP delivers reports to a smarthost.
+//
+// It speaks plain SMTP: STARTTLS is not used even if offered, so Addr
+// should be a trusted relay (loopback or a private network).
 type SMTP struct {
-	Addr  string // host:port
-	Helo  string // our host name
+	Addr string // host:port
+	Helo string // our host name
 }
-
-func (s SMTP) Send(ctx context.Context, rcpt string, msg []byte) error { panic("TODO") }
 
 // Outbox writes reports as .eml files into Dir (atomically, fsync'd).
 type Outbox struct{ Dir string }
-
-func (o Outbox) Send(ctx context.Context, rcpt string, msg []byte) error { panic("TODO") }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 )
 
@@ -23,9 +22,29 @@ type Config struct {
 	BackoffMax  time.Duration // default 60s
 }
 
+// withDefaults fills the zero fields of c; defaults live here only.
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.EnquireLink, 30*time.Second)
+	def(&c.RespTimeout, 30*time.Second)
+	def(&c.BackoffMin, time.Second)
+	def(&c.BackoffMax, 60*time.Second)
+	if c.BackoffMax < c.BackoffMin {
+		c.BackoffMax = c.BackoffMin
+	}
+	if c.Window <= 0 {
+		c.Window = 10
+	}
+	return c
+}
+
 // Submit is one submit_sm.
 type Submit struct {
-	Source             string // source_addr; TON/NPI derived (alphanumeric 5/0, "+digits" 1/1, else 0/1?)
+	Source             string // source_addr; TON/NPI derived, see sourceAddr
 	Dest               string // E.164 with "+"; sent as TON 1 NPI 1 without "+"
 	ESMClass           byte   // 0x40 when ShortMessage starts with a UDH
 	DataCoding         byte
@@ -57,20 +76,51 @@ type StatusError struct{ Status uint32 }
 func (e *StatusError) Error() string { return fmt.Sprintf("smpp: command_status 0x%08X", e.Status) }
 
 // Temporary reports whether retrying later may succeed (throttled, queue full, system error…).
-func (e *StatusError) Temporary() bool { panic("TODO") }
+// The statuses it accepts are listed in temporaryStatus.
+func (e *StatusError) Temporary() bool { return temporaryStatus[e.Status] }
 
-// Client keeps one bind to an SMSC.
-type Client struct{}
+// temporaryStatus is the one table of command_status values (§5.1.3) that
+// the dispatcher retries; every other non-zero status is permanent.
+var temporaryStatus = map[uint32]bool{
+	0x04: true, // ESME_RINVBNDSTS: the SMSC thinks we are not bound; a rebind fixes it
+	0x08: true, // ESME_RSYSERR: SMSC system error
+	0x14: true, // ESME_RMSGQFUL: message queue full
+	0x45: true, // ESME_RSUBMITFAIL: generic; SMSCs use it for transient routing faults too
+	0x58: true, // ESME_RTHROTTLED: over the SMSC's rate
+	0x64: true, // ESME_RX_T_APPN: temporary application error
+}
 
-// New returns a client; Run starts it.
-func New(cfg Config, h Handler, log *slog.Logger) *Client { panic("TODO") }
+// ErrSessionLost: the session closed while a request waited for its
+// response. errors.Is(err, ErrTimeout) holds too: the SMSC may have
+// accepted the request.
+var ErrSessionLost = fmt.Errorf("%w: session lost before the response", ErrTimeout)
 
-// Run binds, keeps the session alive and rebinds with backoff until ctx is
-// done; then it unbinds after draining in-flight requests.
-func (c *Client) Run(ctx context.Context) error { panic("TODO") }
+// BindError is a bind_resp with a non-zero command_status. It unwraps to
+// a *StatusError.
+type BindError struct{ Status uint32 }
 
-// Bound reports whether a session is bound now.
-func (c *Client) Bound() bool { panic("TODO") }
+func (e *BindError) Error() string {
+	return fmt.Sprintf("smppout: bind refused: command_status 0x%08X", e.Status)
+}
 
-// Submit sends s and returns the SMSC's message id.
-func (c *Client) Submit(ctx context.Context, s Submit) (string, error) { panic("TODO") }
+func (e *BindError) Unwrap() error { return &StatusError{Status: e.Status} }
+
+// Credentials reports whether the SMSC refused our system_id or password
+// (ESME_RBINDFAIL, ESME_RINVPASWD, ESME_RINVSYSID): retrying soon is
+// pointless and may get the account locked.
+func (e *BindError) Credentials() bool {
+	return e.Status == 0x0D || e.Status == 0x0E || e.Status == 0x0F
+}
+
+// Temporary reports whether err is worth retrying later: not bound, timed
+// out, session lost, or a temporary command_status.
+func Temporary(err error) bool {
+	var se *StatusError
+	switch {
+	case errors.Is(err, ErrNotBound), errors.Is(err, ErrTimeout):
+		return true
+	case errors.As(err, &se):
+		return se.Temporary()
+	}
+	return false
+}

@@ -65,8 +65,12 @@ type Record struct {
 	Attempts    int
 	NextAttempt time.Time
 	LastError   string
-	ReportDone  bool // a report was sent, or none is due
-	Events      []Event
+	// FailStatus is the RFC 3463 status of a record that failed without a
+	// failed receipt (refused or expired before the SMSC accepted it); its
+	// diagnostic is LastError.
+	FailStatus string `json:",omitempty"`
+	ReportDone bool   // a report was sent, or none is due
+	Events     []Event
 }
 
 // Receipt is a delivery receipt as the store needs it.

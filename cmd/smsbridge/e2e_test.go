@@ -7,6 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -414,3 +417,46 @@ func TestRestartWhileSMSCDown(t *testing.T) {
 }
 
 func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+// TestDemoMode: with no SMSC configured, smsbridge runs its own simulator and
+// writes reports, successes included, to the outbox, as a newcomer expects.
+func TestDemoMode(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.SMTPAddr = "127.0.0.1:0"
+	cfg.AdminAddr = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	a := startApp(t, cfg)
+	if a.sim == nil {
+		t.Fatal("no simulator in demo mode")
+	}
+	ids := sendMail(t, a.smtpL.Addr().String(), "ops@example.com", []string{"+14155550123@sms.localhost"},
+		"Subject: Hello\n\nHello from the demo\n")
+	if rec := waitFinal(t, a.st, ids[0]); rec.State != store.Delivered {
+		t.Fatalf("record ended %s", rec.State)
+	}
+	outbox := filepath.Join(cfg.DataDir, "outbox")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(outbox, "*.eml"))
+		if len(files) == 1 {
+			data, err := os.ReadFile(files[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := parseReport(t, smtpsink.Message{To: []string{"ops@example.com"}, Data: data})
+			if d.perRcp.Get("Action") != "delivered" {
+				t.Errorf("demo report Action %q", d.perRcp.Get("Action"))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox has %d reports, want 1", len(files))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + a.adminL.Addr().String() + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}

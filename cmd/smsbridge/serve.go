@@ -30,6 +30,7 @@ const (
 // app is one running smsbridge: every component, wired.
 type app struct {
 	cfg    Config
+	demo   bool // the SMSC is our own simulator
 	log    *slog.Logger
 	st     *store.Store
 	sim    *smsctest.Server // demo mode only
@@ -42,7 +43,7 @@ type app struct {
 
 // newApp opens the store and the listeners; run starts the work.
 func newApp(cfg Config, log *slog.Logger) (a *app, err error) {
-	a = &app{cfg: cfg, log: log}
+	a = &app{cfg: cfg, demo: cfg.demo(), log: log}
 	defer func() {
 		if err != nil {
 			a.close()
@@ -77,6 +78,8 @@ func newApp(cfg Config, log *slog.Logger) (a *app, err error) {
 // startSimulator is demo mode: an SMSC on loopback that delivers every
 // number and sends receipts, so one machine shows the whole path.
 func (a *app) startSimulator() error {
+	a.log.Info("smsbridge starting in DEMO MODE: no --smsc given, SMS go to the built-in SMSC simulator",
+		"smtp", a.cfg.SMTPAddr)
 	a.sim = smsctest.New(smsctest.Config{
 		SystemID:     demoSystemID,
 		Password:     demoPassword,
@@ -88,8 +91,6 @@ func (a *app) startSimulator() error {
 	}
 	a.cfg.SMSC.Addr = a.sim.Addr()
 	a.cfg.SMSC.SystemID, a.cfg.SMSC.Password = demoSystemID, demoPassword
-	a.log.Info("smsbridge starting in DEMO MODE: no --smsc given, SMS go to the built-in SMSC simulator",
-		"smsc", a.cfg.SMSC.Addr, "smtp", a.cfg.SMTPAddr)
 	return nil
 }
 
@@ -114,7 +115,7 @@ func (a *app) wire() {
 	if cfg.Smarthost != "" {
 		out = report.SMTP{Addr: cfg.Smarthost, Helo: host}
 	}
-	reportSuccess := cfg.demo()
+	reportSuccess := a.demo
 	if cfg.ReportSuccess != nil {
 		reportSuccess = *cfg.ReportSuccess
 	}

@@ -21,11 +21,39 @@ type Config struct {
 	ReceiptDelay time.Duration
 	Outcomes     []Outcome // first match wins; DELIVRD/000 when none matches
 	Log          *slog.Logger
+
+	// SubmitStatus, if set, may refuse a submit_sm: a non-zero status is
+	// sent in submit_sm_resp and the message is not recorded.
+	SubmitStatus func(Message) uint32
+	// OnSubmit, if set, runs before submit_sm_resp is written, on the
+	// session's read goroutine (e.g. to InjectReceipt with seq first).
+	OnSubmit func(m Message, seq uint32)
+	// ReceiptRetry is the wait before resending a receipt whose
+	// deliver_sm_resp was an error or did not come; default 1s.
+	ReceiptRetry time.Duration
+	// RespTimeout bounds the wait for deliver_sm_resp; default 10s.
+	RespTimeout time.Duration
 }
 
-// Message is a submit_sm the simulator accepted.
+func (c Config) withDefaults() Config {
+	if c.ReceiptRetry <= 0 {
+		c.ReceiptRetry = time.Second
+	}
+	if c.RespTimeout <= 0 {
+		c.RespTimeout = 10 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Message is a submit_sm the simulator accepted. Source and Dest are the
+// addresses as sent (no "+"); ShortMessage is short_message with its UDH,
+// or message_payload when short_message is empty.
 type Message struct {
 	ID                 string
+	SystemID           string // of the session that submitted it
 	Source, Dest       string
 	ESMClass           byte
 	DataCoding         byte
@@ -34,11 +62,9 @@ type Message struct {
 	At                 time.Time
 }
 
-// Server is a running simulator.
-type Server struct{}
-
-func New(cfg Config) *Server            { panic("TODO") }
-func (s *Server) Start(addr string) error { panic("TODO") }
-func (s *Server) Addr() string           { panic("TODO") }
-func (s *Server) Close() error           { panic("TODO") }
-func (s *Server) Messages() []Message    { panic("TODO") }
+// DeliverResp is a deliver_sm_resp the simulator received.
+type DeliverResp struct {
+	MessageID string // the receipt's message id
+	Seq       uint32
+	Status    uint32
+}

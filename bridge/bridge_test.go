@@ -1,0 +1,301 @@
+package bridge
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/smsbridge/smsbridge/internal/smtpsink"
+	"github.com/smsbridge/smsbridge/report"
+	"github.com/smsbridge/smsbridge/smppout"
+	"github.com/smsbridge/smsbridge/smppout/smsctest"
+	"github.com/smsbridge/smsbridge/store"
+)
+
+// harness is a bridge on a real store, a real SMPP client, the simulator
+// and an SMTP sink for reports.
+type harness struct {
+	st   *store.Store
+	sim  *smsctest.Server
+	sink *smtpsink.Sink
+	smsc *smppout.Client
+	b    *Bridge
+}
+
+func newHarness(t *testing.T, cfg Config, sc smsctest.Config) *harness {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "test.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	sc.SystemID, sc.Password = "b", "pw"
+	if sc.ReceiptDelay == 0 {
+		sc.ReceiptDelay = 10 * time.Millisecond
+	}
+	sim := smsctest.New(sc)
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	sink, err := smtpsink.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	h := &harness{st: st, sim: sim, sink: sink}
+	log := slog.New(slog.DiscardHandler)
+	h.smsc = smppout.New(smppout.Config{
+		Addr: sim.Addr(), SystemID: "b", Password: "pw",
+		RespTimeout: 2 * time.Second, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
+	}, func(ctx context.Context, r smppout.Receipt) error { return h.b.HandleReceipt(ctx, r) }, log)
+	if cfg.RetryMin == 0 {
+		cfg.RetryMin, cfg.RetryMax = 10*time.Millisecond, 40*time.Millisecond
+	}
+	cfg.ReportingMTA = "gw.test"
+	h.b = New(cfg, st, h.smsc, report.SMTP{Addr: sink.Addr(), Helo: "gw.test"}, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { h.smsc.Run(ctx); done <- struct{}{} }()
+	go func() { h.b.Run(ctx); done <- struct{}{} }()
+	t.Cleanup(func() { cancel(); <-done; <-done })
+	return h
+}
+
+func (h *harness) add(t *testing.T, from, to string, parts ...string) string {
+	t.Helper()
+	rec := &store.Record{From: from, Rcpt: to + "@sms.test", To: to, Subject: "s", Text: strings.Join(parts, "")}
+	for i, p := range parts {
+		seg := store.Segment{Payload: []byte(p)}
+		if len(parts) > 1 {
+			seg.UDH = []byte{5, 0, 3, 7, byte(len(parts)), byte(i + 1)}
+		}
+		rec.Segments = append(rec.Segments, seg)
+	}
+	if err := h.st.Add(context.Background(), []*store.Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	return rec.ID
+}
+
+func (h *harness) waitFinal(t *testing.T, id string) *store.Record {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rec, err := h.st.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.State.Final() && rec.ReportDone {
+			return rec
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("record %s: state %s, reported %v; events %+v", id, rec.State, rec.ReportDone, rec.Events)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func dsnField(t *testing.T, msg []byte, name string) string {
+	t.Helper()
+	p, err := report.Parse(msg)
+	if err != nil {
+		t.Fatalf("report does not parse: %v", err)
+	}
+	_ = p
+	// The per-recipient block is the last header block of the
+	// message/delivery-status part; scanning lines is enough here.
+	sc := bufio.NewScanner(bytes.NewReader(msg))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.EqualFold(k, name) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func TestSubmitOutcomes(t *testing.T) {
+	tests := []struct {
+		name        string
+		status      uint32 // submit_sm_resp status for the first submits
+		refusals    int32  // how many submits get it; -1: all
+		validity    time.Duration
+		wantState   store.State
+		wantStatus  string // Status of the report
+		wantRetries bool
+	}{
+		{"accepted and delivered", 0, 0, 0, store.Delivered, "2.0.0", false},
+		{"invalid destination fails at once", 0x0B, -1, 0, store.Failed, "5.1.1", false},
+		{"other permanent status fails at once", 0x61, -1, 0, store.Failed, "5.0.0", false},
+		{"throttled twice then accepted", 0x58, 2, 0, store.Delivered, "2.0.0", true},
+		{"queue full twice then accepted", 0x14, 2, 0, store.Delivered, "2.0.0", true},
+		{"throttled past the validity period expires", 0x58, -1, 150 * time.Millisecond, store.Failed, "5.4.7", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var n atomic.Int32
+			h := newHarness(t, Config{ReportSuccess: true, Validity: tc.validity}, smsctest.Config{
+				SubmitStatus: func(smsctest.Message) uint32 {
+					if tc.refusals < 0 || n.Add(1) <= tc.refusals {
+						return tc.status
+					}
+					return 0
+				},
+			})
+			id := h.add(t, "s@corp.test", "+14155550123", "hello")
+			rec := h.waitFinal(t, id)
+			if rec.State != tc.wantState {
+				t.Fatalf("state %s, want %s; events %+v", rec.State, tc.wantState, rec.Events)
+			}
+			retried := false
+			for _, e := range rec.Events {
+				retried = retried || e.What == "retry"
+			}
+			if retried != tc.wantRetries {
+				t.Errorf("retried = %v, want %v; events %+v", retried, tc.wantRetries, rec.Events)
+			}
+			msgs, err := h.sink.Wait(ctxFor(t), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := dsnField(t, msgs[0].Data, "Status"); got != tc.wantStatus {
+				t.Errorf("report Status %q, want %q", got, tc.wantStatus)
+			}
+			if msgs[0].From != "" {
+				t.Errorf("report envelope sender %q, want <>", msgs[0].From)
+			}
+		})
+	}
+}
+
+func TestReportPolicy(t *testing.T) {
+	tests := []struct {
+		name          string
+		from          string
+		successReport bool
+		undeliv       bool
+		wantReport    bool
+	}{
+		{"success reported when asked", "a@x.test", true, false, true},
+		{"success not reported by default", "a@x.test", false, false, false},
+		{"failure always reported", "a@x.test", false, true, true},
+		{"never a report to the null sender", "", true, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := smsctest.Config{}
+			if tc.undeliv {
+				sc.Outcomes = []smsctest.Outcome{{Stat: "UNDELIV", Err: "001"}}
+			}
+			h := newHarness(t, Config{ReportSuccess: tc.successReport}, sc)
+			id := h.add(t, tc.from, "+14155550123", "hi")
+			rec := h.waitFinal(t, id)
+			time.Sleep(50 * time.Millisecond)
+			if got := len(h.sink.Messages()) == 1; got != tc.wantReport {
+				t.Fatalf("report sent = %v, want %v; events %+v", got, tc.wantReport, rec.Events)
+			}
+		})
+	}
+}
+
+func TestReportRetriedAfterTemporaryRefusal(t *testing.T) {
+	h := newHarness(t, Config{}, smsctest.Config{Outcomes: []smsctest.Outcome{{Stat: "UNDELIV", Err: "001"}}})
+	h.sink.Reject(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"})
+	id := h.add(t, "a@x.test", "+14155550123", "hi")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rec, _ := h.st.Get(id)
+		if rec.State == store.Failed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("record never failed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // a few refused attempts
+	if rec, _ := h.st.Get(id); rec.ReportDone {
+		t.Fatal("report marked done though the smarthost refused it temporarily")
+	}
+	h.sink.Reject(nil)
+	rec := h.waitFinal(t, id)
+	if n := len(h.sink.Messages()); n != 1 {
+		t.Fatalf("%d reports after the smarthost recovered, want 1; events %+v", n, rec.Events)
+	}
+}
+
+func TestReportPermanentRefusalIsNotRetried(t *testing.T) {
+	h := newHarness(t, Config{}, smsctest.Config{Outcomes: []smsctest.Outcome{{Stat: "UNDELIV", Err: "001"}}})
+	h.sink.Reject(&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"})
+	id := h.add(t, "gone@x.test", "+14155550123", "hi")
+	rec := h.waitFinal(t, id)
+	last := rec.Events[len(rec.Events)-1]
+	if last.What != "reported" || !strings.Contains(last.Detail, "refused") {
+		t.Errorf("last event %+v, want a refused report", last)
+	}
+}
+
+func TestMultipartReceiptsInAnyOrder(t *testing.T) {
+	h := newHarness(t, Config{ReportSuccess: true}, smsctest.Config{})
+	id := h.add(t, "a@x.test", "+14155550123", "part one ", "part two ", "part three")
+	rec := h.waitFinal(t, id)
+	if rec.State != store.Delivered {
+		t.Fatalf("state %s", rec.State)
+	}
+	msgs := h.sim.Messages()
+	if len(msgs) != 3 {
+		t.Fatalf("%d submits, want 3", len(msgs))
+	}
+	for i, m := range msgs {
+		if m.ESMClass&0x40 == 0 || m.ShortMessage[5] != byte(i+1) {
+			t.Errorf("part %d: esm_class %#x, UDH % x", i+1, m.ESMClass, m.ShortMessage[:6])
+		}
+		if seg := rec.Segments[i]; seg.SMSCID != m.ID || seg.State != store.SegDelivered {
+			t.Errorf("segment %d: %+v, simulator id %s", i+1, seg, m.ID)
+		}
+	}
+}
+
+func TestWaitsForBindWithoutBurningAttempts(t *testing.T) {
+	h := newHarness(t, Config{}, smsctest.Config{})
+	h.sim.Stop()
+	time.Sleep(50 * time.Millisecond)
+	id := h.add(t, "a@x.test", "+14155550123", "hi")
+	time.Sleep(300 * time.Millisecond)
+	rec, _ := h.st.Get(id)
+	if rec.State != store.Queued || rec.Attempts > 1 {
+		t.Fatalf("while unbound: state %s attempts %d", rec.State, rec.Attempts)
+	}
+	if err := h.sim.Start(h.sim.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	if rec := h.waitFinal(t, id); rec.State != store.Delivered {
+		t.Fatalf("state %s", rec.State)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	b := New(Config{RetryMin: time.Second, RetryMax: 8 * time.Second}, nil, nil, nil, nil)
+	for attempts, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 8 * time.Second, 10: 8 * time.Second} {
+		for range 100 {
+			d := b.backoff(attempts)
+			if d < want/2 || d > want {
+				t.Fatalf("backoff(%d) = %v, want in [%v, %v]", attempts, d, want/2, want)
+			}
+		}
+	}
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,98 @@
+package smppout
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/smsbridge/smsbridge/smppout/internal/wire"
+)
+
+// ErrInvalidSubmit: the Submit cannot be encoded (bad address, too long);
+// retrying cannot help.
+var ErrInvalidSubmit = errors.New("smppout: invalid submit")
+
+// Address limits: source_addr and destination_addr are C-Octet Strings
+// of at most 21 octets with the NUL (§4.4.1); an alphanumeric sender is
+// at most 11 characters on GSM networks (3GPP TS 23.040 §9.1.2.5).
+const (
+	maxAddr  = 20
+	maxAlpha = 11
+)
+
+// sourceAddr derives source_addr_ton/npi (§5.2.5, §5.2.6):
+//
+//	""            0/0  (the SMSC's default sender)
+//	"+4915112345" 1/1  international, ISDN; "+" stripped
+//	"12345"       0/1  unknown, ISDN: national numbers and short codes. We do
+//	                   not use 3 (network specific): fewer SMSCs accept it.
+//	"Shop"        5/0  alphanumeric (anything with a non-digit), ≤ 11 chars
+func sourceAddr(s string) (ton, npi byte, addr string, err error) {
+	switch {
+	case s == "":
+		return 0, 0, "", nil
+	case strings.HasPrefix(s, "+") && isDigits(s[1:]):
+		return 1, 1, s[1:], checkLen("source", s[1:], maxAddr)
+	case isDigits(s):
+		return 0, 1, s, checkLen("source", s, maxAddr)
+	default:
+		return 5, 0, s, checkLen("alphanumeric source", s, maxAlpha)
+	}
+}
+
+// destAddr is always international ISDN, 1/1, digits without "+".
+func destAddr(s string) (string, error) {
+	d := strings.TrimPrefix(s, "+")
+	if !isDigits(d) {
+		return "", fmt.Errorf("%w: destination %q is not +digits", ErrInvalidSubmit, s)
+	}
+	return d, checkLen("destination", d, maxAddr)
+}
+
+func checkLen(what, s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("%w: %s %q longer than %d", ErrInvalidSubmit, what, s, max)
+	}
+	return nil
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// submitBody encodes a submit_sm body (§4.4.1). service_type is empty
+// (SMSC default); text over 254 octets goes in message_payload
+// (§5.3.2.32) with sm_length 0.
+func submitBody(s Submit) ([]byte, error) {
+	ston, snpi, src, err := sourceAddr(s.Source)
+	if err != nil {
+		return nil, err
+	}
+	dst, err := destAddr(s.Dest)
+	if err != nil {
+		return nil, err
+	}
+	sm := wire.SM{
+		SourceTON: ston, SourceNPI: snpi, Source: src,
+		DestTON: 1, DestNPI: 1, Dest: dst,
+		ESMClass: s.ESMClass, RegisteredDelivery: s.RegisteredDelivery, DataCoding: s.DataCoding,
+		ShortMessage: s.ShortMessage,
+	}
+	if len(s.ShortMessage) > 254 {
+		sm.ShortMessage = nil
+		sm.TLVs = []wire.TLV{{Tag: wire.TagMessagePayload, Value: s.ShortMessage}}
+	}
+	body, err := sm.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("%w: submit_sm to %s: %v", ErrInvalidSubmit, s.Dest, err)
+	}
+	return body, nil
+}
