@@ -460,3 +460,25 @@ func TestDemoMode(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestStartFailsCleanly: a busy SMTP port is an error, not a crash, and
+// leaves the store closed so that another process may open it.
+func TestStartFailsCleanly(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := defaultConfig()
+	cfg.SMTPAddr = busy.Addr().String()
+	cfg.AdminAddr = ""
+	cfg.DataDir = t.TempDir()
+	if _, err := newApp(cfg, slog.New(slog.DiscardHandler)); err == nil {
+		t.Fatal("newApp succeeded on a busy port")
+	}
+	st, err := store.Open(filepath.Join(cfg.DataDir, "smsbridge.db"), store.Options{})
+	if err != nil {
+		t.Fatalf("store left open: %v", err)
+	}
+	st.Close()
+}

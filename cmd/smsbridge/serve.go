@@ -42,11 +42,11 @@ type app struct {
 }
 
 // newApp opens the store and the listeners; run starts the work.
-func newApp(cfg Config, log *slog.Logger) (a *app, err error) {
-	a = &app{cfg: cfg, demo: cfg.demo(), log: log}
+func newApp(cfg Config, log *slog.Logger) (_ *app, err error) {
+	a := &app{cfg: cfg, demo: cfg.demo(), log: log}
 	defer func() {
 		if err != nil {
-			a.close()
+			a.close() // whatever was opened before the error
 		}
 	}()
 	if cfg.demo() {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smsbridge/smsbridge/convert"
 	"github.com/smsbridge/smsbridge/smppout/internal/wire"
 )
 
@@ -179,6 +180,8 @@ func (c *conn) submit(p wire.PDU) error {
 		}
 	}
 	m.ID = c.s.accept1(m)
+	c.log.Info("smsc got SMS", "smsc_id", m.ID, "from", m.Source, "to", m.Dest,
+		"data_coding", m.DataCoding, "esm_class", m.ESMClass, "text", preview(m))
 	if c.s.cfg.OnSubmit != nil {
 		c.s.cfg.OnSubmit(m, p.Seq)
 	}
@@ -230,4 +233,25 @@ func (c *conn) deliverResp(p wire.PDU) {
 	s.resps = append(s.resps, DeliverResp{MessageID: id, Seq: p.Seq, Status: p.Status})
 	s.notifyLocked()
 	s.wakeLocked()
+}
+
+// preview is the text of m for the log, its UDH left out.
+func preview(m Message) string {
+	b := m.ShortMessage
+	if m.ESMClass&0x40 != 0 && len(b) > 0 && int(b[0]) < len(b) {
+		b = b[1+int(b[0]):]
+	}
+	coding := convert.GSM7
+	switch m.DataCoding {
+	case 0x00:
+	case 0x08:
+		coding = convert.UCS2
+	default:
+		return fmt.Sprintf("(%d octets, data_coding %#x)", len(b), m.DataCoding)
+	}
+	text, err := convert.Decode(coding, b)
+	if err != nil {
+		return fmt.Sprintf("(%d octets: %v)", len(b), err)
+	}
+	return text
 }
