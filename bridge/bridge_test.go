@@ -299,3 +299,31 @@ func ctxFor(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// TestReceiptBeforeSubmitResp: the SMSC sends the final receipt before its
+// submit_sm_resp (SMSCs do, under load). The receipt is parked, acknowledged
+// and applied once the id is written; the simulator's own later receipt is
+// only ENROUTE, so nothing else could end the record.
+func TestReceiptBeforeSubmitResp(t *testing.T) {
+	var h *harness
+	h = newHarness(t, Config{ReportSuccess: true}, smsctest.Config{
+		Outcomes: []smsctest.Outcome{{Stat: "ENROUTE", Err: "000"}},
+		OnSubmit: func(m smsctest.Message, _ uint32) {
+			if err := h.sim.InjectReceipt("b", 0, m.ID, "DELIVRD"); err != nil {
+				t.Errorf("inject: %v", err)
+			}
+		},
+	})
+	id := h.add(t, "a@x.test", "+14155550123", "early")
+	rec := h.waitFinal(t, id)
+	if rec.State != store.Delivered {
+		t.Fatalf("state %s; events %+v", rec.State, rec.Events)
+	}
+	var order []string
+	for _, e := range rec.Events {
+		order = append(order, e.What)
+	}
+	if got := strings.Join(order, ","); !strings.HasPrefix(got, "accepted,submitted,receipt,delivered") {
+		t.Errorf("events %s", got)
+	}
+}
