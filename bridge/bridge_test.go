@@ -312,6 +312,14 @@ func TestReceiptBeforeSubmitResp(t *testing.T) {
 			if err := h.sim.InjectReceipt("b", 0, m.ID, "DELIVRD"); err != nil {
 				t.Errorf("inject: %v", err)
 			}
+			// Hold submit_sm_resp until the receipt is in the store, so
+			// the order on our side is certain.
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				if n, _ := h.st.Parked(); n > 0 {
+					return
+				}
+			}
+			t.Errorf("the early receipt was never parked")
 		},
 	})
 	id := h.add(t, "a@x.test", "+14155550123", "early")
