@@ -73,12 +73,9 @@ func newHarness(t *testing.T, cfg Config, sc smsctest.Config) *harness {
 func (h *harness) add(t *testing.T, from, to string, parts ...string) string {
 	t.Helper()
 	rec := &store.Record{From: from, Rcpt: to + "@sms.test", To: to, Subject: "s", Text: strings.Join(parts, "")}
-	for i, p := range parts {
-		seg := store.Segment{Payload: []byte(p)}
-		if len(parts) > 1 {
-			seg.UDH = []byte{5, 0, 3, 7, byte(len(parts)), byte(i + 1)}
-		}
-		rec.Segments = append(rec.Segments, seg)
+	rec.Ref = 7
+	for _, p := range parts {
+		rec.Segments = append(rec.Segments, store.Segment{Payload: []byte(p), Text: p})
 	}
 	if err := h.st.Add(context.Background(), []*store.Record{rec}); err != nil {
 		t.Fatal(err)

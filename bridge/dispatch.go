@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smsbridge/smsbridge/convert"
 	"github.com/smsbridge/smsbridge/smppout"
 	"github.com/smsbridge/smsbridge/store"
 )
@@ -140,11 +141,13 @@ func (b *Bridge) submitSM(rec *store.Record, i int) smppout.Submit {
 		ShortMessage:       seg.Payload,
 		RegisteredDelivery: 1, // a receipt for the final outcome, success or failure
 	}
-	if len(seg.UDH) > 0 {
+	h := convert.Header{Concat: convert.Concat(rec.Concat), Ref: rec.Ref, Total: len(rec.Segments), Seq: i + 1,
+		LockingShift: rec.LockingShift, SingleShift: rec.SingleShift}
+	if udh := h.UDH(); udh != nil {
 		// SMPP v3.4 §5.2.12: esm_class bit 6 (UDHI) says short_message
 		// starts with a user data header.
 		s.ESMClass = 0x40
-		s.ShortMessage = append(append([]byte(nil), seg.UDH...), seg.Payload...)
+		s.ShortMessage = append(udh, seg.Payload...)
 	}
 	return s
 }

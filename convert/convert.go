@@ -47,14 +47,66 @@ func (c Coding) DataCoding() byte {
 	return 0x00
 }
 
-// Segment is one SMS of a possibly concatenated message.
+// Segment is one SMS of a possibly concatenated message. Its user data
+// header depends on the concatenation reference, which is assigned when the
+// message is queued: see Header.
 type Segment struct {
-	UDH     []byte // user data header incl. its length octet; nil for a single SMS
 	Payload []byte // GSM7: one unpacked septet per octet; UCS2: UTF-16BE
+	Text    string // the characters this segment carries
 }
 
 // Encoded is a text ready for submit_sm.
 type Encoded struct {
-	Coding   Coding
-	Segments []Segment
+	Coding Coding
+	// National language shift tables (TS 23.038 §6.2.1.2.4) in use, by
+	// their national language identifier (1 Turkish, 2 Spanish, 3
+	// Portuguese…); 0 for the default alphabet and extension table.
+	LockingShift, SingleShift uint8
+	Concat                    Concat
+	Segments                  []Segment
+	Needed                    int  // segments the whole text needs, before any truncation
+	Truncated                 bool // the text was cut to Options.MaxSegments
+}
+
+// Header is everything the user data header of one segment says: the
+// concatenation information element and the shift-table ones.
+type Header struct {
+	Concat                    Concat
+	Ref                       uint16 // concatenation reference (only the low 8 bits with ConcatUDH8)
+	Total, Seq                int    // number of parts, and this part's number from 1
+	LockingShift, SingleShift uint8
+}
+
+// Header returns the header of segment i (from 0) with reference ref.
+func (e *Encoded) Header(i int, ref uint16) Header {
+	return Header{Concat: e.Concat, Ref: ref, Total: len(e.Segments), Seq: i + 1,
+		LockingShift: e.LockingShift, SingleShift: e.SingleShift}
+}
+
+// UDH returns the user data header, with its length octet (TS 23.040
+// §9.2.3.24), or nil when the segment needs none: a single SMS in the
+// default alphabet, or a concatenation that SMPP carries outside the user
+// data (ConcatSAR, ConcatPayload).
+func (h Header) UDH() []byte {
+	var ie []byte
+	if h.Total > 1 {
+		switch h.Concat {
+		case ConcatUDH8, "":
+			// §9.2.3.24.1: IEI 00, length 3, reference, total, sequence.
+			ie = append(ie, 0x00, 0x03, byte(h.Ref), byte(h.Total), byte(h.Seq))
+		case ConcatUDH16:
+			// §9.2.3.24.8: IEI 08, length 4, 16-bit reference, total, sequence.
+			ie = append(ie, 0x08, 0x04, byte(h.Ref>>8), byte(h.Ref), byte(h.Total), byte(h.Seq))
+		}
+	}
+	if h.SingleShift != 0 {
+		ie = append(ie, 0x24, 0x01, h.SingleShift) // §9.2.3.24.15
+	}
+	if h.LockingShift != 0 {
+		ie = append(ie, 0x25, 0x01, h.LockingShift) // §9.2.3.24.16
+	}
+	if len(ie) == 0 {
+		return nil
+	}
+	return append([]byte{byte(len(ie))}, ie...)
 }

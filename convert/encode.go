@@ -22,17 +22,32 @@ const (
 )
 
 // Encode encodes text in the cheapest alphabet that holds it and splits it
-// into segments with an 8-bit reference concatenation UDH using ref.
+// into segments for opt.Concat. Segment headers are made by Header.UDH once
+// the reference is known.
 //
 // CR characters are dropped; LF stays (it is 0x0A in the GSM alphabet). A
-// text that fits one SMS gives one segment without UDH, an empty text one
-// empty segment.
-func Encode(text string, ref uint8) Encoded {
+// text that fits one SMS gives one segment, an empty text one empty segment.
+// A text over opt.MaxSegments is truncated, or refused with *SegmentsError.
+func Encode(text string, opt Options) (*Encoded, error) {
+	opt = opt.withDefaults()
 	text = normalizeForEncode(text)
+	e := &Encoded{Coding: UCS2, Concat: opt.Concat}
 	if septets, ok := encodeGSM(text); ok {
-		return Encoded{Coding: GSM7, Segments: splitGSM(septets, ref)}
+		e.Coding, e.Segments = GSM7, splitGSM(septets)
+	} else {
+		e.Segments = splitUCS2(utf16.Encode([]rune(text)))
 	}
-	return Encoded{Coding: UCS2, Segments: splitUCS2(utf16.Encode([]rune(text)), ref)}
+	e.Needed = len(e.Segments)
+	if e.Needed > opt.MaxSegments {
+		if opt.Overflow == OverflowReject {
+			return nil, &SegmentsError{Needed: e.Needed, Max: opt.MaxSegments}
+		}
+		e.Segments, e.Truncated = e.Segments[:opt.MaxSegments], true
+	}
+	for i := range e.Segments {
+		e.Segments[i].Text, _ = Decode(e.Coding, e.Segments[i].Payload)
+	}
+	return e, nil
 }
 
 // normalizeForEncode drops CR and replaces invalid UTF-8 by U+FFFD, one
@@ -60,7 +75,7 @@ func encodeGSM(text string) (septets []byte, ok bool) {
 	return septets, true
 }
 
-func splitGSM(septets []byte, ref uint8) []Segment {
+func splitGSM(septets []byte) []Segment {
 	// A cut right after an escape would split the pair: TS 23.038 §6.2.1.1
 	// characters are two septets and must travel in one part.
 	canCut := func(p int) bool { return septets[p-1] != gsmEscape }
@@ -71,11 +86,10 @@ func splitGSM(septets []byte, ref uint8) []Segment {
 		segs[i] = Segment{Payload: septets[start:end:end]}
 		start = end
 	}
-	addUDH(segs, ref)
 	return segs
 }
 
-func splitUCS2(units []uint16, ref uint8) []Segment {
+func splitUCS2(units []uint16) []Segment {
 	// A cut after a high surrogate would split a character above U+FFFF.
 	canCut := func(p int) bool { return !isHighSurrogate(units[p-1]) }
 	ends := cuts(len(units), singleUnits, partUnits, canCut)
@@ -85,7 +99,6 @@ func splitUCS2(units []uint16, ref uint8) []Segment {
 		segs[i] = Segment{Payload: utf16BE(units[start:end])}
 		start = end
 	}
-	addUDH(segs, ref)
 	return segs
 }
 
@@ -107,18 +120,6 @@ func cuts(n, single, multi int, canCut func(p int) bool) []int {
 		start = end
 	}
 	return ends
-}
-
-// addUDH sets the concatenation UDH of TS 23.040 §9.2.3.24.1 (IEI 00, 8-bit
-// reference) on every segment of a message of more than one part:
-// UDHL=05, IEI=00, IEDL=03, reference, total, sequence from 1.
-func addUDH(segs []Segment, ref uint8) {
-	if len(segs) < 2 {
-		return
-	}
-	for i := range segs {
-		segs[i].UDH = []byte{0x05, 0x00, 0x03, ref, byte(len(segs)), byte(i + 1)}
-	}
 }
 
 func isHighSurrogate(u uint16) bool { return u >= 0xD800 && u < 0xDC00 }

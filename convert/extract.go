@@ -19,13 +19,13 @@ const maxHeaderBytes = 1 << 20
 // Extract reads an RFC 5322 message and returns the text to send.
 //
 // It fails with ErrNoText when there is nothing to send, with ErrTooComplex
-// (wrapped) beyond lim or for a header block over 1 MiB, and with the reader's
+// (wrapped) beyond opt.Limits or for a header block over 1 MiB, and with the reader's
 // error when r fails. A part with an unknown charset or a broken transfer
 // encoding is salvaged or skipped, never fatal. Extract may stop reading r
 // before its end once it has found the text.
-func Extract(r io.Reader, lim Limits) (*Mail, error) {
+func Extract(r io.Reader, opt Options) (*Mail, error) {
 	src := &stickyReader{r: r}
-	m, err := extract(src, lim.withDefaults())
+	m, err := extract(src, opt.withDefaults())
 	if src.err != nil {
 		// A failing source is not a malformed mail: never salvage it.
 		return nil, fmt.Errorf("convert: read message: %w", src.err)
@@ -33,7 +33,7 @@ func Extract(r io.Reader, lim Limits) (*Mail, error) {
 	return m, err
 }
 
-func extract(r io.Reader, lim Limits) (*Mail, error) {
+func extract(r io.Reader, opt Options) (*Mail, error) {
 	br := bufio.NewReader(r)
 	raw, err := readHeaderBlock(br)
 	if err != nil {
@@ -43,15 +43,12 @@ func extract(r io.Reader, lim Limits) (*Mail, error) {
 	m := &Mail{Header: raw, Subject: subject(h), MessageID: messageID(h)}
 
 	root, partErr := message.New(message.Header{Header: h}, br)
-	w := walker{lim: lim}
+	w := walker{lim: opt.Limits}
 	f, err := w.entity(root, partErr, 0)
 	if err != nil {
 		return nil, err
 	}
-	m.Text = f.text
-	if m.Text == "" {
-		m.Text = m.Subject
-	}
+	m.Text = withSubject(f.text, m.Subject, opt)
 	if m.Text == "" {
 		return nil, ErrNoText
 	}
@@ -371,4 +368,17 @@ func (s *stickyReader) Read(p []byte) (int, error) {
 		s.err = err
 	}
 	return n, err
+}
+
+// withSubject applies the subject policy to the body text.
+func withSubject(body, subject string, opt Options) string {
+	switch {
+	case subject == "" || opt.Subject == SubjectNone:
+		return body
+	case body == "":
+		return subject
+	case opt.Subject == SubjectPrefix:
+		return subject + opt.SubjectSeparator + body
+	}
+	return body
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/emersion/go-smtp"
@@ -94,7 +96,7 @@ func (s *session) Data(r io.Reader) error {
 	if hasBareNewline(body) {
 		return errBareNewline
 	}
-	mail, err := convert.Extract(bytes.NewReader(body), s.srv.cfg.Limits)
+	mail, err := convert.Extract(bytes.NewReader(body), s.srv.cfg.Convert)
 	switch {
 	case errors.Is(err, convert.ErrNoText):
 		return errNoText
@@ -105,7 +107,10 @@ func (s *session) Data(r io.Reader) error {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 			Message: "Message could not be read: " + err.Error()}
 	}
-	recs := s.records(mail)
+	recs, err := s.records(mail)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.CommitTimeout)
 	defer cancel()
 	if err := s.srv.q.Add(ctx, recs); err != nil {
@@ -122,36 +127,51 @@ func (s *session) Data(r io.Reader) error {
 		Message: "OK: queued as " + strings.Join(ids, " ")}
 }
 
-// records makes one record per recipient. Each gets its own concatenation
-// reference: the reference only has to differ between concurrent long
-// messages to the same phone, and a random one does so across restarts.
-func (s *session) records(m *convert.Mail) []*store.Record {
+// records encodes the text and makes one record per recipient. The store
+// gives each its concatenation reference when it queues them.
+func (s *session) records(m *convert.Mail) ([]*store.Record, error) {
+	enc, err := convert.Encode(m.Text, s.srv.cfg.Convert)
+	var se *convert.SegmentsError
+	if errors.As(err, &se) {
+		return nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+			Message: fmt.Sprintf("Message too long: its text needs %d SMS, the limit is %d", se.Needed, se.Max)}
+	}
+	if err != nil {
+		return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+			Message: "Message could not be encoded as SMS: " + err.Error()}
+	}
+	segs := make([]store.Segment, len(enc.Segments))
+	for i, sg := range enc.Segments {
+		segs[i] = store.Segment{Payload: sg.Payload, Text: sg.Text}
+	}
 	recs := make([]*store.Record, 0, len(s.rcpts))
 	for _, r := range s.rcpts {
-		enc := convert.Encode(m.Text, randomRef())
-		segs := make([]store.Segment, len(enc.Segments))
-		for i, sg := range enc.Segments {
-			segs[i] = store.Segment{UDH: sg.UDH, Payload: sg.Payload}
-		}
 		recs = append(recs, &store.Record{
-			From:       *s.from,
-			Rcpt:       r.addr,
-			To:         r.number,
-			MessageID:  m.MessageID,
-			Subject:    m.Subject,
-			Header:     m.Header,
-			Text:       m.Text,
-			DataCoding: enc.Coding.DataCoding(),
-			Segments:   segs,
+			From:         *s.from,
+			Rcpt:         r.addr,
+			To:           r.number,
+			MessageID:    m.MessageID,
+			Subject:      m.Subject,
+			Header:       m.Header,
+			Text:         m.Text,
+			DataCoding:   enc.Coding.DataCoding(),
+			Concat:       string(enc.Concat),
+			Ref:          randomRef(),
+			LockingShift: enc.LockingShift,
+			SingleShift:  enc.SingleShift,
+			Truncated:    enc.Truncated,
+			Segments:     slices.Clone(segs),
 		})
 	}
-	return recs
+	return recs, nil
 }
 
-func randomRef() uint8 {
-	var b [1]byte
+// randomRef is a concatenation reference until the store assigns one per
+// destination.
+func randomRef() uint16 {
+	var b [2]byte
 	rand.Read(b[:])
-	return b[0]
+	return uint16(b[0])<<8 | uint16(b[1])
 }
 
 // hasBareNewline reports a CR not followed by LF or an LF not preceded by

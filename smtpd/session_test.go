@@ -171,7 +171,7 @@ func TestRecordsPerRecipient(t *testing.T) {
 		if rec.Text != "Pump 3 stopped" || rec.Subject != "Alarm" || rec.MessageID != "<m1@x.test>" || rec.DataCoding != 0 {
 			t.Errorf("record %d: text %q subject %q msgid %q dcs %d", i, rec.Text, rec.Subject, rec.MessageID, rec.DataCoding)
 		}
-		if len(rec.Segments) != 1 || string(rec.Segments[0].Payload) != "Pump 3 stopped" || rec.Segments[0].UDH != nil {
+		if len(rec.Segments) != 1 || string(rec.Segments[0].Payload) != "Pump 3 stopped" || rec.Segments[0].Text != "Pump 3 stopped" {
 			t.Errorf("record %d segments %+v", i, rec.Segments)
 		}
 		if !strings.Contains(string(rec.Header), "Message-ID: <m1@x.test>") {

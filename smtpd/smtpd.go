@@ -29,7 +29,7 @@ type Config struct {
 	ReadTimeout     time.Duration // per command, and for the whole DATA; default 10 min
 	WriteTimeout    time.Duration // default 1 min
 	CommitTimeout   time.Duration // bound on the store commit after DATA; default 30 s
-	Limits          convert.Limits
+	Convert         convert.Options
 }
 
 func (c *Config) setDefaults() {

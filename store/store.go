@@ -33,7 +33,7 @@ const (
 
 // Segment is one SMS of a record and what the SMSC said of it.
 type Segment struct {
-	UDH     []byte
+	Text    string // the characters it carries, for people
 	Payload []byte
 	SMSCID  string // message_id from submit_sm_resp, normalised by smppout
 	State   string // Seg* constant
@@ -50,21 +50,27 @@ type Event struct {
 
 // Record is one (mail, recipient).
 type Record struct {
-	ID          string // assigned by Add; sortable by creation
-	Created     time.Time
-	From        string // envelope sender; "" for the null sender <>
-	Rcpt        string // RCPT TO address as given
-	To          string // E.164 destination, with "+"
-	MessageID   string
-	Subject     string
-	Header      []byte // original header block, for reports
-	Text        string
-	DataCoding  byte
-	Segments    []Segment
-	State       State
-	Attempts    int
-	NextAttempt time.Time
-	LastError   string
+	ID         string // assigned by Add; sortable by creation
+	Created    time.Time
+	From       string // envelope sender; "" for the null sender <>
+	Rcpt       string // RCPT TO address as given
+	To         string // E.164 destination, with "+"
+	MessageID  string
+	Subject    string
+	Header     []byte // original header block, for reports
+	Text       string
+	DataCoding byte
+	// How the segments' user data headers are made (convert.Header):
+	// concatenation method and reference, national language shift tables.
+	Concat                    string `json:",omitempty"`
+	Ref                       uint16 `json:",omitempty"`
+	LockingShift, SingleShift uint8  `json:",omitempty"`
+	Truncated                 bool   `json:",omitempty"` // the text was cut to the segment cap
+	Segments                  []Segment
+	State                     State
+	Attempts                  int
+	NextAttempt               time.Time
+	LastError                 string
 	// FailStatus is the RFC 3463 status of a record that failed without a
 	// failed receipt (refused or expired before the SMSC accepted it); its
 	// diagnostic is LastError.

@@ -26,7 +26,7 @@ func TestAddGetRoundTrip(t *testing.T) {
 			r := record("+441234567890", 3)
 			r.From = ""
 			for i := range r.Segments {
-				r.Segments[i].UDH = []byte{5, 0, 3, 0x42, 3, byte(i + 1)}
+				r.Segments[i].Text = fmt.Sprint("part ", i+1)
 			}
 			r.Header = []byte("Subject: hi\r\n\r\n")
 			r.DataCoding = 8
