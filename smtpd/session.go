@@ -97,19 +97,14 @@ func (s *session) Data(r io.Reader) error {
 		return errBareNewline
 	}
 	mail, err := convert.Extract(bytes.NewReader(body), s.srv.cfg.Convert)
-	switch {
-	case errors.Is(err, convert.ErrNoText):
-		return errNoText
-	case errors.Is(err, convert.ErrTooComplex):
-		return errTooComplex
-	case err != nil:
-		s.srv.log.Warn("smtp convert failed", "client", s.remote, "err", err)
-		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
-			Message: "Message could not be read: " + err.Error()}
+	if err != nil {
+		s.srv.log.Info("smtp mail refused", "client", s.remote, "err", err)
+		return ConvertReply(err)
 	}
 	recs, err := s.records(mail)
 	if err != nil {
-		return err
+		s.srv.log.Info("smtp mail refused", "client", s.remote, "msgid", mail.MessageID, "err", err)
+		return ConvertReply(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.CommitTimeout)
 	defer cancel()
@@ -127,18 +122,29 @@ func (s *session) Data(r io.Reader) error {
 		Message: "OK: queued as " + strings.Join(ids, " ")}
 }
 
+// ConvertReply is the SMTP reply for an error of convert.Extract or
+// convert.Encode.
+func ConvertReply(err error) *smtp.SMTPError {
+	var se *convert.SegmentsError
+	switch {
+	case errors.Is(err, convert.ErrNoText):
+		return errNoText
+	case errors.Is(err, convert.ErrTooComplex):
+		return errTooComplex
+	case errors.As(err, &se):
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+			Message: fmt.Sprintf("Message too long: its text needs %d SMS, the limit is %d", se.Needed, se.Max)}
+	}
+	return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "Message could not be read: " + err.Error()}
+}
+
 // records encodes the text and makes one record per recipient. The store
 // gives each its concatenation reference when it queues them.
 func (s *session) records(m *convert.Mail) ([]*store.Record, error) {
 	enc, err := convert.Encode(m.Text, s.srv.cfg.Convert)
-	var se *convert.SegmentsError
-	if errors.As(err, &se) {
-		return nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
-			Message: fmt.Sprintf("Message too long: its text needs %d SMS, the limit is %d", se.Needed, se.Max)}
-	}
 	if err != nil {
-		return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
-			Message: "Message could not be encoded as SMS: " + err.Error()}
+		return nil, err
 	}
 	segs := make([]store.Segment, len(enc.Segments))
 	for i, sg := range enc.Segments {

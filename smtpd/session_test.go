@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/smsbridge/smsbridge/convert"
 	"github.com/smsbridge/smsbridge/store"
 )
 
@@ -111,6 +112,14 @@ func TestReplies(t *testing.T) {
 		{"too large", func(c *Config) { c.MaxMessageBytes = 100 }, nil, "a@x.test", []string{"+14155550123@sms.test"},
 			"Subject: hi\r\n\r\n" + strings.Repeat("x", 200) + "\r\n", "552 5.3.4"},
 		{"too deeply nested", nil, nil, "a@x.test", []string{"+14155550123@sms.test"}, nested(50), "552 5.3.4"},
+		{"over the segment cap with reject", func(c *Config) {
+			c.Convert = convert.Options{MaxSegments: 1, Overflow: convert.OverflowReject}
+		}, nil, "a@x.test", []string{"+14155550123@sms.test"},
+			"Subject: hi\r\n\r\n" + strings.Repeat("long text ", 20) + "\r\n", "550 5.3.4"},
+		{"over the segment cap with truncate", func(c *Config) {
+			c.Convert = convert.Options{MaxSegments: 1, Overflow: convert.OverflowTruncate}
+		}, nil, "a@x.test", []string{"+14155550123@sms.test"},
+			"Subject: hi\r\n\r\n" + strings.Repeat("long text ", 20) + "\r\n", ""},
 		{"store failure is temporary", nil, failingQueue{}, "a@x.test", []string{"+14155550123@sms.test"}, mail, "451 4.3.0"},
 	}
 	for _, tc := range tests {

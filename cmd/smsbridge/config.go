@@ -11,6 +11,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/nyaruka/phonenumbers"
+
+	"github.com/smsbridge/smsbridge/convert"
 )
 
 // Config is the whole configuration: the file (TOML) with flags on top.
@@ -30,8 +32,22 @@ type Config struct {
 	// it fails. Unset: on in demo mode, off otherwise.
 	ReportSuccess *bool `toml:"report_success"`
 
-	SMSC  SMSCConfig  `toml:"smsc"`
-	Retry RetryConfig `toml:"retry"`
+	SMSC    SMSCConfig    `toml:"smsc"`
+	Retry   RetryConfig   `toml:"retry"`
+	Convert ConvertConfig `toml:"convert"`
+}
+
+// ConvertConfig is how a mail becomes SMS text (see package convert).
+type ConvertConfig struct {
+	Subject          string   `toml:"subject"`
+	SubjectSeparator string   `toml:"subject_separator"`
+	Footers          []string `toml:"footers"`
+	Transliterate    string   `toml:"transliterate"`
+	MaxSegments      int      `toml:"max_segments"`
+	Overflow         string   `toml:"overflow"`
+	MaxDepth         int      `toml:"max_depth"`
+	MaxParts         int      `toml:"max_parts"`
+	MaxTextBytes     int64    `toml:"max_text_bytes"`
 }
 
 // SMSCConfig is the SMPP bind. An empty Addr means demo mode: an SMSC
@@ -44,6 +60,11 @@ type SMSCConfig struct {
 	Window      int      `toml:"window"`
 	EnquireLink Duration `toml:"enquire_link"`
 	RespTimeout Duration `toml:"resp_timeout"`
+	// Languages are the national language shift tables this SMSC's
+	// phones may be sent (ISO 639-1: "tr", "es", "pt"); none by default.
+	Languages []string `toml:"languages"`
+	// Concat is how long messages are tied together: udh8, udh16, sar, payload.
+	Concat string `toml:"concat"`
 	// ReconnectMin and ReconnectMax bound the backoff between bind attempts.
 	ReconnectMin Duration `toml:"reconnect_min"`
 	ReconnectMax Duration `toml:"reconnect_max"`
@@ -88,12 +109,46 @@ func defaultConfig() Config {
 			RespTimeout:  Duration{30 * time.Second},
 			ReconnectMin: Duration{time.Second},
 			ReconnectMax: Duration{time.Minute},
+			Languages:    []string{},
+			Concat:       string(convert.ConcatUDH8),
 		},
+		Convert: defaultConvertConfig(),
 		Retry: RetryConfig{
 			Min:      Duration{30 * time.Second},
 			Max:      Duration{10 * time.Minute},
 			Validity: Duration{48 * time.Hour},
 		},
+	}
+}
+
+func defaultConvertConfig() ConvertConfig {
+	d := convert.DefaultOptions()
+	return ConvertConfig{
+		Subject:          string(d.Subject),
+		SubjectSeparator: d.SubjectSeparator,
+		Footers:          d.Footers,
+		Transliterate:    string(d.Transliterate),
+		MaxSegments:      d.MaxSegments,
+		Overflow:         string(d.Overflow),
+		MaxDepth:         d.Limits.MaxDepth,
+		MaxParts:         d.Limits.MaxParts,
+		MaxTextBytes:     d.Limits.MaxBytes,
+	}
+}
+
+// convertOptions are the options of package convert that the config gives.
+func (c *Config) convertOptions() convert.Options {
+	cc := c.Convert
+	return convert.Options{
+		Limits:           convert.Limits{MaxDepth: cc.MaxDepth, MaxParts: cc.MaxParts, MaxBytes: cc.MaxTextBytes},
+		Subject:          convert.SubjectPolicy(cc.Subject),
+		SubjectSeparator: cc.SubjectSeparator,
+		Footers:          cc.Footers,
+		Transliterate:    convert.Transliteration(cc.Transliterate),
+		Languages:        c.SMSC.Languages,
+		Concat:           convert.Concat(c.SMSC.Concat),
+		MaxSegments:      cc.MaxSegments,
+		Overflow:         convert.Overflow(cc.Overflow),
 	}
 }
 
@@ -210,6 +265,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := c.trustedPrefixes(); err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.convertOptions().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("convert: %w", err))
 	}
 	if c.SMTPAddr == "" {
 		errs = append(errs, errors.New("smtp_addr: empty"))

@@ -5,6 +5,8 @@
 // Usage:
 //
 //	smsbridge [serve] [flags]   run the gateway (the default)
+//	smsbridge convert [flags] FILE|-|--text STRING
+//	                            show the SMS a mail or a text becomes
 //	smsbridge version           print the version
 package main
 
@@ -16,8 +18,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
+
+const usage = `usage: smsbridge [serve] [flags]     run the gateway (see smsbridge serve -h)
+       smsbridge convert [flags] FILE|-|--text STRING
+                                     show the SMS a mail or text becomes
+       smsbridge version`
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
@@ -28,16 +36,22 @@ func main() {
 
 func run(args []string) int {
 	cmd := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "version" || args[0] == "help") {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
+	case "serve":
+	case "convert":
+		return runConvert(args, os.Stdin, os.Stdout, os.Stderr)
 	case "version":
 		fmt.Println("smsbridge", version)
 		return 0
 	case "help":
-		fmt.Println("usage: smsbridge [serve] [flags] | version | help; see `smsbridge serve -h`")
+		fmt.Println(usage)
 		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "smsbridge: unknown command %q\n%s\n", cmd, usage)
+		return 2
 	}
 	cfg, err := parseServeFlags(args)
 	if errors.Is(err, flag.ErrHelp) {

@@ -137,6 +137,7 @@ func (a *app) wire() {
 		Domains:         cfg.Domains,
 		DefaultRegion:   cfg.DefaultRegion,
 		TrustedNetworks: trusted,
+		Convert:         cfg.convertOptions(),
 	}, a.st, a.log.With("component", "smtpd"))
 }
 
