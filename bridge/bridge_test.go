@@ -332,3 +332,62 @@ func TestReceiptBeforeSubmitResp(t *testing.T) {
 		t.Errorf("events %s", got)
 	}
 }
+
+// TestConcatMethods: how the parts of a long message are tied together
+// follows the record's method (TS 23.040 §9.2.3.24.1 and .8; SMPP v3.4
+// §5.3.2.22-24 and §5.3.2.32).
+func TestConcatMethods(t *testing.T) {
+	tests := []struct {
+		concat string
+		check  func(t *testing.T, i int, ref uint16, m smsctest.Message)
+	}{
+		{"udh8", func(t *testing.T, i int, ref uint16, m smsctest.Message) {
+			if want := []byte{5, 0, 3, byte(ref), 2, byte(i + 1)}; m.ESMClass != 0x40 || !bytes.Equal(m.ShortMessage[:6], want) {
+				t.Errorf("part %d: esm %#x UDH % x, want % x", i+1, m.ESMClass, m.ShortMessage[:6], want)
+			}
+		}},
+		{"udh16", func(t *testing.T, i int, ref uint16, m smsctest.Message) {
+			if want := []byte{6, 8, 4, byte(ref >> 8), byte(ref), 2, byte(i + 1)}; m.ESMClass != 0x40 || !bytes.Equal(m.ShortMessage[:7], want) {
+				t.Errorf("part %d: esm %#x UDH % x, want % x", i+1, m.ESMClass, m.ShortMessage[:7], want)
+			}
+		}},
+		{"sar", func(t *testing.T, i int, ref uint16, m smsctest.Message) {
+			if m.ESMClass != 0 || !bytes.Equal(m.TLVs[0x020C], []byte{byte(ref >> 8), byte(ref)}) ||
+				!bytes.Equal(m.TLVs[0x020E], []byte{2}) || !bytes.Equal(m.TLVs[0x020F], []byte{byte(i + 1)}) {
+				t.Errorf("part %d: esm %#x TLVs %v", i+1, m.ESMClass, m.TLVs)
+			}
+		}},
+		{"payload", func(t *testing.T, i int, _ uint16, m smsctest.Message) {
+			if m.ESMClass != 0 || m.TLVs[0x0424] == nil {
+				t.Errorf("part %d: esm %#x TLVs %v", i+1, m.ESMClass, m.TLVs)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.concat, func(t *testing.T) {
+			h := newHarness(t, Config{}, smsctest.Config{})
+			rec := &store.Record{From: "a@x.test", Rcpt: "+14155550123@sms.test", To: "+14155550123",
+				Concat: tc.concat, Ref: 0x1234, Segments: []store.Segment{{Payload: []byte("one")}, {Payload: []byte("two")}}}
+			if tc.concat == "payload" {
+				rec.Segments = rec.Segments[:1]
+			}
+			if err := h.st.Add(context.Background(), []*store.Record{rec}); err != nil {
+				t.Fatal(err)
+			}
+			msgs, err := h.sim.WaitMessages(ctxFor(t), len(rec.Segments))
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored, err := h.st.Get(rec.ID) // the store may assign the reference
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, m := range msgs {
+				tc.check(t, i, stored.Ref, m)
+				if m.Validity == "" || !strings.HasSuffix(m.Validity, "R") {
+					t.Errorf("validity_period %q, want a relative time", m.Validity)
+				}
+			}
+		})
+	}
+}

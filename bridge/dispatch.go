@@ -140,8 +140,18 @@ func (b *Bridge) submitSM(rec *store.Record, i int) smppout.Submit {
 		DataCoding:         rec.DataCoding,
 		ShortMessage:       seg.Payload,
 		RegisteredDelivery: 1, // a receipt for the final outcome, success or failure
+		// What is left of our validity period, so the SMSC gives up when
+		// we would: a report then tells the truth.
+		Validity: max(b.cfg.Validity-b.cfg.Now().Sub(rec.Created), time.Minute),
 	}
-	h := convert.Header{Concat: convert.Concat(rec.Concat), Ref: rec.Ref, Total: len(rec.Segments), Seq: i + 1,
+	concat := convert.Concat(rec.Concat)
+	switch {
+	case concat == convert.ConcatSAR && len(rec.Segments) > 1:
+		s.SAR = &smppout.SAR{Ref: rec.Ref, Total: uint8(len(rec.Segments)), Seq: uint8(i + 1)}
+	case concat == convert.ConcatPayload:
+		s.Payload = true
+	}
+	h := convert.Header{Concat: concat, Ref: rec.Ref, Total: len(rec.Segments), Seq: i + 1,
 		LockingShift: rec.LockingShift, SingleShift: rec.SingleShift}
 	if udh := h.UDH(); udh != nil {
 		// SMPP v3.4 §5.2.12: esm_class bit 6 (UDHI) says short_message

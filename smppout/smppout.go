@@ -50,6 +50,21 @@ type Submit struct {
 	DataCoding         byte
 	ShortMessage       []byte
 	RegisteredDelivery byte // 1: receipt on final outcome
+	// Validity is the relative validity_period (§7.1.1); 0 leaves it to the SMSC.
+	Validity time.Duration
+	// SAR, when set, ties this part to the others with the sar_* TLVs
+	// (§5.3.2.22-24) instead of a concatenation UDH.
+	SAR *SAR
+	// Payload sends ShortMessage in the message_payload TLV (§5.3.2.32),
+	// which lets the SMSC split a long text itself. Text over 254 octets
+	// always goes there.
+	Payload bool
+}
+
+// SAR is the segmentation and reassembly information of one part.
+type SAR struct {
+	Ref        uint16
+	Total, Seq uint8
 }
 
 // Receipt is a delivery receipt from deliver_sm (or data_sm).

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/smsbridge/smsbridge/smppout/internal/wire"
 )
@@ -85,14 +86,44 @@ func submitBody(s Submit) ([]byte, error) {
 		DestTON: 1, DestNPI: 1, Dest: dst,
 		ESMClass: s.ESMClass, RegisteredDelivery: s.RegisteredDelivery, DataCoding: s.DataCoding,
 		ShortMessage: s.ShortMessage,
+		Validity:     relativeValidity(s.Validity),
 	}
-	if len(s.ShortMessage) > 254 {
+	if s.Payload || len(s.ShortMessage) > 254 {
 		sm.ShortMessage = nil
 		sm.TLVs = []wire.TLV{{Tag: wire.TagMessagePayload, Value: s.ShortMessage}}
+	}
+	if s.SAR != nil {
+		sm.TLVs = append(sm.TLVs,
+			wire.TLV{Tag: wire.TagSARMsgRefNum, Value: []byte{byte(s.SAR.Ref >> 8), byte(s.SAR.Ref)}},
+			wire.TLV{Tag: wire.TagSARTotalSegments, Value: []byte{s.SAR.Total}},
+			wire.TLV{Tag: wire.TagSARSegmentSeqnum, Value: []byte{s.SAR.Seq}})
 	}
 	body, err := sm.Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("%w: submit_sm to %s: %v", ErrInvalidSubmit, s.Dest, err)
 	}
 	return body, nil
+}
+
+// relativeValidity formats d as a relative time (§7.1.1): "YYMMDDhhmmss000R",
+// each field a count of that unit. Days above 99 are written as months of
+// 30 days, and the whole is capped at 99 years; "" (the SMSC's default)
+// for 0.
+func relativeValidity(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	secs := int64(d / time.Second)
+	days := secs / 86400
+	months := int64(0)
+	if days > 99 {
+		months, days = days/30, days%30
+	}
+	years := months / 12
+	months %= 12
+	if years > 99 {
+		years, months, days, secs = 99, 11, 29, 86399
+	}
+	return fmt.Sprintf("%02d%02d%02d%02d%02d%02d000R", years, months, days,
+		secs%86400/3600, secs%3600/60, secs%60)
 }

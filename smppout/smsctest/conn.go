@@ -200,7 +200,7 @@ func messageOf(sm wire.SM, systemID string) Message {
 	return Message{
 		SystemID: systemID, Source: sm.Source, Dest: sm.Dest,
 		ESMClass: sm.ESMClass, DataCoding: sm.DataCoding, RegisteredDelivery: sm.RegisteredDelivery,
-		ShortMessage: text, At: time.Now(),
+		ShortMessage: text, Validity: sm.Validity, TLVs: sm.TLVMap, At: time.Now(),
 	}
 }
 

@@ -58,7 +58,9 @@ type Message struct {
 	ESMClass           byte
 	DataCoding         byte
 	RegisteredDelivery byte
-	ShortMessage       []byte
+	ShortMessage       []byte // or the message_payload TLV when short_message is empty
+	Validity           string // validity_period as sent
+	TLVs               map[uint16][]byte
 	At                 time.Time
 }
 

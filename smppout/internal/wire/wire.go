@@ -58,6 +58,9 @@ const (
 	TagMessageState       = uint16(pdutlv.TagMessageStateOption)
 	TagNetworkErrorCode   = uint16(pdutlv.TagNetworkErrorCode)
 	TagMessagePayload     = uint16(pdutlv.TagMessagePayload)
+	TagSARMsgRefNum       = uint16(pdutlv.TagSarMsgRefNum)
+	TagSARTotalSegments   = uint16(pdutlv.TagSarTotalSegments)
+	TagSARSegmentSeqnum   = uint16(pdutlv.TagSarSegmentSeqnum)
 )
 
 // Frame bounds. The spec sets no maximum; 64 KiB is far above any
