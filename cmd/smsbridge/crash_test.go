@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/smsbridge/smsbridge/smppout/smsctest"
+)
+
+var crashLong = flag.Bool("crash.long", false, "run the long crash test: 20+ kill -9 under load")
+
+// TestCrashKill9 is RFC 5321 §6.1 under fire: the real binary takes mail
+// from concurrent SMTP clients while it is killed with SIGKILL at random
+// moments and restarted on the same data dir. Every mail that got a 250
+// must reach the SMSC (the simulator, in this process, outlives the
+// kills); duplicates are allowed (at least once) and counted.
+func TestCrashKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills the binary")
+	}
+	kills, senders := 3, 4
+	if *crashLong {
+		kills, senders = 25, 8
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "smsbridge")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	sim := smsctest.New(smsctest.Config{SystemID: "crash", Password: "pw", ReceiptDelay: 5 * time.Millisecond})
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	smtpAddr := freeAddr(t)
+	conf := filepath.Join(dir, "smsbridge.toml")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`
+smtp_addr = %q
+admin_addr = ""
+data_dir = %q
+hostname = "crash.test"
+[smsc]
+addr = %q
+system_id = "crash"
+password = "pw"
+reconnect_min = "20ms"
+reconnect_max = "100ms"
+resp_timeout = "2s"
+[retry]
+min = "20ms"
+max = "200ms"
+`, smtpAddr, filepath.Join(dir, "data"), sim.Addr())), 0o600)
+
+	var logs strings.Builder
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "serve", "--config", conf)
+		cmd.Stderr = &syncWriter{w: &logs}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+
+	var mu sync.Mutex
+	accepted := map[string]bool{} // text → got 250
+	ctx, stopSending := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ctx.Err() == nil; n++ {
+				text := fmt.Sprintf("crash test mail %d-%d", s, n)
+				if sendOne(smtpAddr, text) == nil {
+					mu.Lock()
+					accepted[text] = true
+					mu.Unlock()
+				} else {
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+		}()
+	}
+
+	cmd := start()
+	for range kills {
+		time.Sleep(time.Duration(150+rand.IntN(450)) * time.Millisecond)
+		cmd.Process.Kill() // SIGKILL: no shutdown, no flush
+		cmd.Wait()
+		cmd = start()
+	}
+	time.Sleep(300 * time.Millisecond)
+	stopSending()
+	wg.Wait()
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(accepted) < 10 {
+		t.Fatalf("only %d mails accepted: the test did not test much\n%s", len(accepted), logs.String())
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := map[string]int{}
+		for _, m := range sim.Messages() {
+			got[string(m.ShortMessage)]++
+		}
+		var lost []string
+		for text := range accepted {
+			if got[text] == 0 {
+				lost = append(lost, text)
+			}
+		}
+		if len(lost) == 0 {
+			dups := 0
+			for _, n := range got {
+				dups += n - 1
+			}
+			t.Logf("%d kills: %d mails accepted with 250, %d SMS at the SMSC, lost 0, duplicates %d",
+				kills, len(accepted), len(sim.Messages()), dups)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d accepted mails never reached the SMSC, e.g. %q", len(lost), len(accepted), lost[0])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// sendOne sends one mail whose body is text; nil only after a 250.
+func sendOne(addr, text string) error {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	c := smtp.NewClient(conn)
+	defer c.Close()
+	if err := c.Hello("crash.client"); err != nil {
+		return err
+	}
+	if err := c.Mail("load@crash.test", nil); err != nil {
+		return err
+	}
+	if err := c.Rcpt("+14155550123@sms.localhost", nil); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Subject: load\r\nMessage-ID: <%s@crash.test>\r\n\r\n%s\r\n", strings.ReplaceAll(text, " ", "."), text)
+	if err := w.Close(); err != nil {
+		return err
+	}
+	c.Quit()
+	return nil
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
