@@ -24,6 +24,9 @@ type Config struct {
 	RetryMin      time.Duration // first retry delay after a temporary error; default 30 s
 	RetryMax      time.Duration // cap of the exponential backoff; default 10 min
 	Validity      time.Duration // a record not submitted by then fails as expired; default 48 h
+	MaxAttempts   int           // submit attempts before a record fails; default 100 (throttling is not an attempt)
+	ThrottleMin   time.Duration // first pause of the route when the SMSC throttles; default 1 s
+	ThrottleMax   time.Duration // longest pause; default 1 min
 	ReportingMTA  string        // our host name, for reports
 	Postmaster    string        // From of reports
 	ReportSuccess bool          // send a report when an SMS is delivered, not only on failure
@@ -42,6 +45,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.Validity == 0 {
 		c.Validity = 48 * time.Hour
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 100
+	}
+	if c.ThrottleMin == 0 {
+		c.ThrottleMin = time.Second
+	}
+	if c.ThrottleMax == 0 {
+		c.ThrottleMax = time.Minute
 	}
 	if c.ReportingMTA == "" {
 		c.ReportingMTA = "localhost"
@@ -62,6 +74,7 @@ type SMSC interface {
 
 // Store is what the dispatcher needs of the store.
 type Store interface {
+	Get(id string) (*store.Record, error)
 	Due(now time.Time, limit int) ([]*store.Record, time.Time, error)
 	Update(id string, fn func(*store.Record) error) (*store.Record, error)
 	ApplyReceipt(rc store.Receipt) (*store.Record, bool, error)
@@ -79,6 +92,9 @@ type Bridge struct {
 
 	mu          sync.Mutex
 	inflight    map[string]bool      // records being submitted now
+	inflightTo  map[string]bool      // their destinations
+	pauseUntil  time.Time            // no submits before: the SMSC throttles
+	throttles   int                  // throttling answers in a row
 	reportAt    map[string]time.Time // next report attempt after a temporary failure
 	reportTries map[string]int
 }
@@ -92,6 +108,7 @@ func New(cfg Config, st Store, smsc SMSC, out report.Sender, log *slog.Logger) *
 	return &Bridge{
 		cfg: cfg, st: st, smsc: smsc, out: out, log: log,
 		inflight:    make(map[string]bool),
+		inflightTo:  make(map[string]bool),
 		reportAt:    make(map[string]time.Time),
 		reportTries: make(map[string]int),
 	}

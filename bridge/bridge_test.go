@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -59,6 +60,9 @@ func newHarness(t *testing.T, cfg Config, sc smsctest.Config) *harness {
 	}, func(ctx context.Context, r smppout.Receipt) error { return h.b.HandleReceipt(ctx, r) }, log)
 	if cfg.RetryMin == 0 {
 		cfg.RetryMin, cfg.RetryMax = 10*time.Millisecond, 40*time.Millisecond
+	}
+	if cfg.ThrottleMin == 0 {
+		cfg.ThrottleMin, cfg.ThrottleMax = 10*time.Millisecond, 40*time.Millisecond
 	}
 	cfg.ReportingMTA = "gw.test"
 	h.b = New(cfg, st, h.smsc, report.SMTP{Addr: sink.Addr(), Helo: "gw.test"}, log)
@@ -127,14 +131,17 @@ func TestSubmitOutcomes(t *testing.T) {
 		validity    time.Duration
 		wantState   store.State
 		wantStatus  string // Status of the report
-		wantRetries bool
+		wantEvent   string // "retry", "throttled" or "" (neither)
+		wantAttempt int
 	}{
-		{"accepted and delivered", 0, 0, 0, store.Delivered, "2.0.0", false},
-		{"invalid destination fails at once", 0x0B, -1, 0, store.Failed, "5.1.1", false},
-		{"other permanent status fails at once", 0x61, -1, 0, store.Failed, "5.0.0", false},
-		{"throttled twice then accepted", 0x58, 2, 0, store.Delivered, "2.0.0", true},
-		{"queue full twice then accepted", 0x14, 2, 0, store.Delivered, "2.0.0", true},
-		{"throttled past the validity period expires", 0x58, -1, 150 * time.Millisecond, store.Failed, "5.4.7", true},
+		{"accepted and delivered", 0, 0, 0, store.Delivered, "2.0.0", "", 1},
+		{"invalid destination fails at once", 0x0B, -1, 0, store.Failed, "5.1.1", "", 0},
+		{"other permanent status fails at once", 0x61, -1, 0, store.Failed, "5.0.0", "", 0},
+		{"system error twice then accepted", 0x08, 2, 0, store.Delivered, "2.0.0", "retry", 3},
+		{"throttled twice pauses, no attempt lost", 0x58, 2, 0, store.Delivered, "2.0.0", "throttled", 1},
+		{"queue full twice pauses, no attempt lost", 0x14, 2, 0, store.Delivered, "2.0.0", "throttled", 1},
+		{"temporary error past the validity period expires", 0x08, -1, 150 * time.Millisecond, store.Failed, "5.4.7", "retry", -1},
+		{"throttled past the validity period expires", 0x58, -1, 150 * time.Millisecond, store.Failed, "5.4.7", "throttled", 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -152,12 +159,17 @@ func TestSubmitOutcomes(t *testing.T) {
 			if rec.State != tc.wantState {
 				t.Fatalf("state %s, want %s; events %+v", rec.State, tc.wantState, rec.Events)
 			}
-			retried := false
+			seen := map[string]bool{}
 			for _, e := range rec.Events {
-				retried = retried || e.What == "retry"
+				seen[e.What] = true
 			}
-			if retried != tc.wantRetries {
-				t.Errorf("retried = %v, want %v; events %+v", retried, tc.wantRetries, rec.Events)
+			for _, ev := range []string{"retry", "throttled"} {
+				if seen[ev] != (ev == tc.wantEvent) {
+					t.Errorf("event %q seen = %v; events %+v", ev, seen[ev], rec.Events)
+				}
+			}
+			if tc.wantAttempt >= 0 && rec.Attempts != tc.wantAttempt {
+				t.Errorf("attempts %d, want %d", rec.Attempts, tc.wantAttempt)
 			}
 			msgs, err := h.sink.Wait(ctxFor(t), 1)
 			if err != nil {
@@ -389,5 +401,57 @@ func TestConcatMethods(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestThrottlePausesRoute: ESME_RTHROTTLED is about the route, so nothing
+// is submitted until the pause is over, whatever the record.
+func TestThrottlePausesRoute(t *testing.T) {
+	var refusedAt atomic.Int64
+	h := newHarness(t, Config{Workers: 1, ThrottleMin: 150 * time.Millisecond, ThrottleMax: time.Second}, smsctest.Config{
+		SubmitStatus: func(smsctest.Message) uint32 {
+			if refusedAt.CompareAndSwap(0, time.Now().UnixNano()) {
+				return 0x58
+			}
+			return 0
+		},
+	})
+	var ids []string
+	for i := range 4 {
+		ids = append(ids, h.add(t, "a@x.test", fmt.Sprintf("+1415555012%d", i), "hi"))
+	}
+	for _, id := range ids {
+		h.waitFinal(t, id)
+	}
+	paused := time.Unix(0, refusedAt.Load()).Add(140 * time.Millisecond)
+	for _, m := range h.sim.Messages() {
+		if m.At.Before(paused) {
+			t.Errorf("submit to %s at %s, during the pause that ends %s", m.Dest, m.At.Format("15:04:05.000"), paused.Format("15:04:05.000"))
+		}
+	}
+}
+
+// TestOrderPerDestination: messages to one number reach the SMSC in the
+// order they were accepted, though many workers run.
+func TestOrderPerDestination(t *testing.T) {
+	h := newHarness(t, Config{Workers: 8}, smsctest.Config{})
+	var ids []string
+	for i := range 20 {
+		ids = append(ids, h.add(t, "a@x.test", "+14155550123", fmt.Sprintf("msg %02d", i)))
+		h.add(t, "a@x.test", fmt.Sprintf("+1415555%04d", 200+i), "other")
+	}
+	for _, id := range ids {
+		h.waitFinal(t, id)
+	}
+	var got []string
+	for _, m := range h.sim.Messages() {
+		if m.Dest == "14155550123" {
+			got = append(got, string(m.ShortMessage))
+		}
+	}
+	for i, text := range got {
+		if want := fmt.Sprintf("msg %02d", i); text != want {
+			t.Fatalf("message %d to the number is %q, want %q (order %v)", i, text, want, got)
+		}
 	}
 }

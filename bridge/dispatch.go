@@ -36,27 +36,43 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 			continue
 		}
 		now := b.cfg.Now()
-		recs, next, err := b.st.Due(now, 4*b.cfg.Workers)
+		if until := b.pausedUntil(); now.Before(until) {
+			wait(ctx, nil, until.Sub(now))
+			continue
+		}
+		recs, next, err := b.st.Due(now, dueBatch)
 		if err != nil {
 			b.log.Error("dispatch: reading due records", "err", err)
 			wait(ctx, nil, time.Second)
 			continue
 		}
+		started := 0
+		busy := map[string]bool{} // destinations skipped in this pass
 		for _, rec := range recs {
-			if !b.claim(rec.ID) {
+			// Once a destination was skipped, its later records wait for
+			// the next pass, even if the submit in flight ends meanwhile.
+			if busy[rec.To] || !b.claim(rec) {
+				busy[rec.To] = true
 				continue
 			}
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				b.release(rec.ID)
+				b.release(rec)
 				return nil
 			}
+			if b.cfg.Now().Before(b.pausedUntil()) {
+				// Throttled while we waited for a worker.
+				<-sem
+				b.release(rec)
+				break
+			}
+			started++
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				b.submit(subCtx, rec)
-				b.release(rec.ID)
+				b.submitFresh(subCtx, rec)
+				b.release(rec)
 				<-sem
 				select {
 				case done <- struct{}{}:
@@ -65,17 +81,20 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 			}()
 		}
 		d := idleWait
-		if !next.IsZero() {
+		if !next.IsZero() && (started > 0 || len(recs) == 0) {
+			// When every due record was skipped (its destination busy),
+			// only a finishing worker can change that: do not spin.
 			d = max(next.Sub(now), 0)
 		}
-		select {
-		case <-done: // a worker freed up; look again
-		default:
-			waitAny(ctx, changed, done, d)
-		}
+		waitAny(ctx, changed, done, d)
 	}
 	return nil
 }
+
+// dueBatch is how many due records one pass looks at. Records whose
+// destination has a submit in flight are skipped, so a burst to one number
+// larger than this delays other numbers until it drains.
+const dueBatch = 256
 
 func waitAny(ctx context.Context, a, b <-chan struct{}, d time.Duration) {
 	t := time.NewTimer(d)
@@ -88,20 +107,68 @@ func waitAny(ctx context.Context, a, b <-chan struct{}, d time.Duration) {
 	}
 }
 
-func (b *Bridge) claim(id string) bool {
+// claim takes rec for a worker unless it, or another record to the same
+// number, is in flight: one submit at a time per destination keeps the
+// order of its messages, as the due queue gives them oldest first.
+func (b *Bridge) claim(rec *store.Record) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.inflight[id] {
+	if b.inflight[rec.ID] || b.inflightTo[rec.To] {
 		return false
 	}
-	b.inflight[id] = true
+	b.inflight[rec.ID], b.inflightTo[rec.To] = true, true
 	return true
 }
 
-func (b *Bridge) release(id string) {
+func (b *Bridge) release(rec *store.Record) {
 	b.mu.Lock()
-	delete(b.inflight, id)
+	delete(b.inflight, rec.ID)
+	delete(b.inflightTo, rec.To)
 	b.mu.Unlock()
+}
+
+// pausedUntil is when a throttled SMSC may be sent to again.
+func (b *Bridge) pausedUntil() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.pauseUntil
+}
+
+// throttled pauses all submits: the SMSC said it is over its rate or its
+// queue is full, which is about the route, not about one message. The
+// pause doubles while throttling goes on and resets on the next success.
+func (b *Bridge) throttled() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.throttles++
+	d := b.cfg.ThrottleMin
+	for i := 1; i < b.throttles && d < b.cfg.ThrottleMax; i++ {
+		d *= 2
+	}
+	if until := b.cfg.Now().Add(min(d, b.cfg.ThrottleMax)); until.After(b.pauseUntil) {
+		b.pauseUntil = until
+	}
+	return b.pauseUntil
+}
+
+func (b *Bridge) unthrottled() {
+	b.mu.Lock()
+	b.throttles = 0
+	b.mu.Unlock()
+}
+
+// submitFresh submits rec as the store has it now: the copy from Due may be
+// stale, e.g. submitted meanwhile by a worker that finished after Due.
+func (b *Bridge) submitFresh(ctx context.Context, rec *store.Record) {
+	fresh, err := b.st.Get(rec.ID)
+	if err != nil {
+		b.log.Error("dispatch: reading record", "id", rec.ID, "err", err)
+		return
+	}
+	if fresh.State != store.Queued || fresh.NextAttempt.After(b.cfg.Now()) {
+		return
+	}
+	b.submit(ctx, fresh)
 }
 
 // submit sends the segments of rec that the SMSC has not accepted yet, in
@@ -121,6 +188,7 @@ func (b *Bridge) submit(ctx context.Context, rec *store.Record) {
 			b.submitFailed(rec, i, err)
 			return
 		}
+		b.unthrottled()
 		b.log.Info("segment submitted", "id", rec.ID, "to", rec.To, "seg", i+1, "segments",
 			len(rec.Segments), "smsc_id", id, "took", time.Since(start))
 		if err := b.recordSMSCID(rec.ID, i, id); err != nil {
@@ -200,8 +268,13 @@ func allSubmitted(r *store.Record) bool {
 // with backoff until the validity period ends.
 func (b *Bridge) submitFailed(rec *store.Record, i int, err error) {
 	var se *smppout.StatusError
-	if errors.As(err, &se) && !se.Temporary() {
+	isStatus := errors.As(err, &se)
+	switch {
+	case isStatus && !se.Temporary():
 		b.fail(rec.ID, submitStatus(se.Status), fmt.Sprintf("smpp; submit_sm command_status=0x%08X", se.Status))
+		return
+	case isStatus && throttling[se.Status]:
+		b.requeue(rec, i, err, b.throttled())
 		return
 	}
 	now := b.cfg.Now()
@@ -210,7 +283,7 @@ func (b *Bridge) submitFailed(rec *store.Record, i int, err error) {
 		r.Attempts++
 		r.LastError = err.Error()
 		r.NextAttempt = now.Add(b.backoff(r.Attempts))
-		if r.NextAttempt.Sub(r.Created) > b.cfg.Validity {
+		if r.NextAttempt.Sub(r.Created) > b.cfg.Validity || r.Attempts >= b.cfg.MaxAttempts {
 			failed = true
 			return nil
 		}
@@ -223,10 +296,34 @@ func (b *Bridge) submitFailed(rec *store.Record, i int, err error) {
 		return
 	}
 	if failed {
-		b.fail(rec.ID, statusExpired, "smpp; validity period ends before the next attempt; last error: "+err.Error())
+		b.fail(rec.ID, statusExpired, "smpp; validity period or attempts exhausted; last error: "+err.Error())
 		return
 	}
 	b.log.Warn("submit failed, will retry", "id", rec.ID, "to", rec.To, "seg", i+1, "err", err)
+}
+
+// throttling are the command_status values that say the SMSC is over its
+// rate or its queue is full (§5.1.3): the route pauses, and the record waits
+// for it without losing an attempt.
+var throttling = map[uint32]bool{
+	0x58: true, // ESME_RTHROTTLED
+	0x14: true, // ESME_RMSGQFUL
+}
+
+// requeue puts rec back in the queue until at, without counting an attempt.
+func (b *Bridge) requeue(rec *store.Record, i int, cause error, at time.Time) {
+	_, err := b.st.Update(rec.ID, func(r *store.Record) error {
+		r.NextAttempt = at
+		r.LastError = cause.Error()
+		r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "throttled",
+			Detail: fmt.Sprintf("seg %d/%d: %v; route paused until %s", i+1, len(r.Segments), cause, at.Format(time.RFC3339Nano))})
+		return nil
+	})
+	if err != nil {
+		b.log.Error("recording throttle", "id", rec.ID, "err", err)
+		return
+	}
+	b.log.Warn("smsc throttling, route paused", "id", rec.ID, "until", at, "err", cause)
 }
 
 // fail ends a record that the SMSC never fully accepted.
