@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
@@ -31,6 +32,11 @@ type Config struct {
 	// ReportSuccess: mail a report when an SMS is delivered, not only when
 	// it fails. Unset: on in demo mode, off otherwise.
 	ReportSuccess *bool `toml:"report_success"`
+	// Logs: "text" or "json", a slog level, and whether the last digits
+	// of phone numbers are masked in them.
+	LogFormat      string `toml:"log_format"`
+	LogLevel       string `toml:"log_level"`
+	LogMaskNumbers bool   `toml:"log_mask_numbers"`
 
 	SMSC    SMSCConfig    `toml:"smsc"`
 	Retry   RetryConfig   `toml:"retry"`
@@ -103,6 +109,8 @@ func defaultConfig() Config {
 		AdminAddr:       "127.0.0.1:8025",
 		TrustedNetworks: []string{"127.0.0.0/8", "::1/128"},
 		SourceAddr:      "smsbridge",
+		LogFormat:       "text",
+		LogLevel:        "info",
 		SMSC: SMSCConfig{
 			Window:       10,
 			EnquireLink:  Duration{30 * time.Second},
@@ -152,6 +160,10 @@ func (c *Config) convertOptions() convert.Options {
 	}
 }
 
+// errUnreadable marks a config file that could not be read or parsed at
+// all, as opposed to one with bad keys or values.
+var errUnreadable = errors.New("config file unreadable")
+
 // loadFile reads a TOML config file over the defaults. An unknown key is an
 // error that names it: a typo must not silently fall back to a default.
 func loadFile(path string, c *Config) error {
@@ -159,18 +171,15 @@ func loadFile(path string, c *Config) error {
 	if err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
-			return fmt.Errorf("%s: %s", path, perr.ErrorWithPosition())
+			return fmt.Errorf("%w: %s: %s", errUnreadable, path, perr.ErrorWithPosition())
 		}
-		return fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%w: %s: %w", errUnreadable, path, err)
 	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		return fmt.Errorf("%s: unknown key(s): %s", path, strings.Join(keys, ", "))
+	var errs []error
+	for _, k := range md.Undecoded() {
+		errs = append(errs, keyError{k.String(), errors.New("unknown key")})
 	}
-	return nil
+	return withLines(path, errors.Join(errs...))
 }
 
 // listFlag is a repeatable (or comma-separated) string flag.
@@ -216,9 +225,12 @@ func parseServeFlags(args []string) (Config, error) {
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	c := defaultConfig()
+	var fileErr error
 	if file != "" {
-		if err := loadFile(file, &c); err != nil {
-			return Config{}, err
+		// Unknown keys do not stop the checks: an operator wants every
+		// problem of the file at once.
+		if fileErr = loadFile(file, &c); errors.Is(fileErr, errUnreadable) {
+			return Config{}, fileErr
 		}
 	}
 	if p := os.Getenv("SMSBRIDGE_SMSC_PASSWORD"); p != "" {
@@ -252,30 +264,136 @@ func parseServeFlags(args []string) (Config, error) {
 			c.Hostname = hostname
 		}
 	})
-	return c, c.validate()
+	if err := errors.Join(fileErr, withLines(file, c.validate())); err != nil {
+		return Config{}, err
+	}
+	return c, nil
 }
 
+// keyError is a problem with one key of the configuration.
+type keyError struct {
+	Key string // dotted path: "smsc.window"
+	Err error
+}
+
+func (e keyError) Error() string { return e.Key + ": " + e.Err.Error() }
+
+// validate reports every problem, each as a keyError.
 func (c *Config) validate() error {
 	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, keyError{key, fmt.Errorf(format, args...)})
+	}
 	if len(c.Domains) == 0 {
-		errs = append(errs, errors.New("domains: at least one SMS domain is needed"))
+		bad("domains", "at least one SMS domain is needed")
 	}
 	if !phonenumbers.GetSupportedRegions()[c.DefaultRegion] {
-		errs = append(errs, fmt.Errorf("default_region: %q is not a region code (ISO 3166-1 alpha-2, upper case, e.g. US, DE)", c.DefaultRegion))
+		bad("default_region", "%q is not a region code (ISO 3166-1 alpha-2, upper case, e.g. US, DE)", c.DefaultRegion)
 	}
-	if _, err := c.trustedPrefixes(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.convertOptions().Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("convert: %w", err))
+	for _, n := range c.TrustedNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			bad("trusted_networks", "%q is not a CIDR prefix (e.g. 10.0.0.0/8)", n)
+		}
 	}
 	if c.SMTPAddr == "" {
-		errs = append(errs, errors.New("smtp_addr: empty"))
+		bad("smtp_addr", "empty")
 	}
 	if c.DataDir == "" {
-		errs = append(errs, errors.New("data_dir: empty"))
+		bad("data_dir", "empty")
 	}
+	if w := c.SMSC.Window; w < 1 || w > 1000 {
+		bad("smsc.window", "%d is not in 1..1000", w)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("log_format", "%q is not text or json", c.LogFormat)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		bad("log_level", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	errs = append(errs, convertErrors(c.convertOptions().Validate())...)
 	return errors.Join(errs...)
+}
+
+// convertErrors files the errors of convert.Options.Validate under the
+// keys they come from: concat and languages belong to the SMSC.
+func convertErrors(err error) []error {
+	if err == nil {
+		return nil
+	}
+	list := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	}
+	var out []error
+	for _, e := range list {
+		field, msg, ok := strings.Cut(e.Error(), ": ")
+		if !ok {
+			field, msg = "convert", e.Error()
+		}
+		key := "convert." + field
+		if field == "concat" || field == "languages" {
+			key = "smsc." + field
+		}
+		out = append(out, keyError{key, errors.New(msg)})
+	}
+	return out
+}
+
+// withLines prefixes each keyError in err with FILE:LINE when the key is
+// written in the file, so an operator goes straight to it.
+func withLines(path string, err error) error {
+	if err == nil || path == "" {
+		return err
+	}
+	src, rerr := os.ReadFile(path)
+	if rerr != nil {
+		return err
+	}
+	list := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	}
+	var out []error
+	for _, e := range list {
+		var ke keyError
+		if errors.As(e, &ke) {
+			if line := keyLine(src, ke.Key); line > 0 {
+				e = fmt.Errorf("%s:%d: %w", path, line, e)
+			} else {
+				e = fmt.Errorf("%s: %w", path, e)
+			}
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
+}
+
+// keyLine finds the line (from 1) that sets a dotted key in TOML source,
+// following [table] headers; 0 if it is not there.
+func keyLine(src []byte, key string) int {
+	table := ""
+	for i, line := range strings.Split(string(src), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
+			table = strings.Trim(line, "[] ")
+			continue
+		}
+		k, _, ok := strings.Cut(line, "=")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		full := strings.TrimSpace(k)
+		if table != "" {
+			full = table + "." + full
+		}
+		if full == key {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 func (c *Config) trustedPrefixes() ([]netip.Prefix, error) {

@@ -33,8 +33,12 @@ func TestConfigErrors(t *testing.T) {
 		args       []string
 		wantErr    string
 	}{
-		{"unknown key is named", "smtp_adr = \"x\"\n", nil, "unknown key(s): smtp_adr"},
-		{"unknown nested key is named", "[smsc]\nwindw = 3\n", nil, "smsc.windw"},
+		{"unknown key is named with its line", "smtp_adr = \"x\"\n", nil, "c.toml:1: smtp_adr: unknown key"},
+		{"unknown nested key is named with its line", "# comment\n[smsc]\nwindw = 3\n", nil, "c.toml:3: smsc.windw: unknown key"},
+		{"bad value has its line", "domains = [\"a\"]\n[convert]\nsubject = \"maybe\"\n", nil, "c.toml:3: convert.subject"},
+		{"route option filed under smsc", "[smsc]\nconcat = \"udh9\"\n", nil, "c.toml:2: smsc.concat"},
+		{"window out of range", "[smsc]\nwindow = 0\n", nil, "smsc.window: 0 is not in 1..1000"},
+		{"every error is reported", "default_region = \"XX\"\nlog_format = \"xml\"\n", nil, "log_format"},
 		{"syntax error has a line", "domains = [\n", nil, "line"},
 		{"bad duration", "[retry]\nmin = \"soon\"\n", nil, "soon"},
 		{"bad CIDR", "", []string{"--trusted-networks", "10.0.0.0/33"}, "trusted_networks"},
@@ -67,5 +71,39 @@ func TestFlagsOverrideFile(t *testing.T) {
 	}
 	if !reflect.DeepEqual(c.TrustedNetworks, []string{"10.0.0.0/8", "192.168.0.0/16"}) {
 		t.Errorf("trusted networks %v", c.TrustedNetworks)
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	var out, errOut strings.Builder
+	bad := writeFile(t, "default_region = \"XX\"\n[smsc]\npassword = \"hunter2\"\nwindw = 3\n")
+	if status := runCheckConfig([]string{bad}, &out, &errOut); status != 1 {
+		t.Fatalf("status %d for a broken file", status)
+	}
+	for _, want := range []string{"c.toml:4: smsc.windw: unknown key", "c.toml:1: default_region"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("errors %q lack %q", errOut.String(), want)
+		}
+	}
+	out.Reset()
+	good := writeFile(t, "[smsc]\npassword = \"hunter2\"\nwindow = 50\n")
+	if status := runCheckConfig([]string{good}, &out, &errOut); status != 0 {
+		t.Fatalf("status %d for a good file", status)
+	}
+	if strings.Contains(out.String(), "hunter2") || !strings.Contains(out.String(), "window = 50") {
+		t.Errorf("effective config:\n%s", out.String())
+	}
+}
+
+func TestMaskNumber(t *testing.T) {
+	for in, want := range map[string]string{
+		"+14155550123":             "+1415555xxxx",
+		"+14155550123@sms.example": "+1415555xxxx@sms.example",
+		"123":                      "xxx",
+		"ops@example.com":          "ops@example.com",
+	} {
+		if got := maskNumber(in); got != want {
+			t.Errorf("maskNumber(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

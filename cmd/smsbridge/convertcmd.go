@@ -82,7 +82,7 @@ func runConvert(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	c := defaultConfig()
 	if file != "" {
-		if err := loadFile(file, &c); err != nil {
+		if err := loadFile(file, &c); err != nil { // strict here too
 			fmt.Fprintln(stderr, "smsbridge convert:", err)
 			return 2
 		}

@@ -7,6 +7,8 @@
 //	smsbridge [serve] [flags]   run the gateway (the default)
 //	smsbridge convert [flags] FILE|-|--text STRING
 //	                            show the SMS a mail or a text becomes
+//	smsbridge check-config [FILE]
+//	                            print the effective config or its errors
 //	smsbridge version           print the version
 package main
 
@@ -15,7 +17,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -25,6 +26,7 @@ import (
 const usage = `usage: smsbridge [serve] [flags]     run the gateway (see smsbridge serve -h)
        smsbridge convert [flags] FILE|-|--text STRING
                                      show the SMS a mail or text becomes
+       smsbridge check-config [FILE]  print the effective config, or every error
        smsbridge version`
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -44,8 +46,10 @@ func run(args []string) int {
 	case "convert":
 		return runConvert(args, os.Stdin, os.Stdout, os.Stderr)
 	case "version":
-		fmt.Println("smsbridge", version)
+		fmt.Println(versionString())
 		return 0
+	case "check-config":
+		return runCheckConfig(args, os.Stdout, os.Stderr)
 	case "help":
 		fmt.Println(usage)
 		return 0
@@ -61,7 +65,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "smsbridge: config:", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := newLogger(&cfg, os.Stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a, err := newApp(cfg, log)
