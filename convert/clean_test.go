@@ -20,6 +20,25 @@ func TestClean(t *testing.T) {
 		{"leading and trailing white space trimmed", "\n\n  a\n\n", "a"},
 		{"indentation kept", "list:\n  one", "list:\n  one"},
 		{"controls and BOM dropped, tab kept", "\uFEFFa\x00b\tc\x07", "ab\tc"},
+		{"German attribution (Am … schrieb …:)", "ok\n\nAm 01.01.2026 um 10:00 schrieb Ann <a@b.c>:\n> hi", "ok"},
+		{"French attribution with no-break space before the colon", "ok\nLe lun. 1 janv. 2026, Ann a écrit\u00a0:\n> hi", "ok"},
+		{"Spanish attribution (El … escribió:)", "ok\nEl lun, 1 ene 2026 a las 10:00, Ann escribió:\n> hi", "ok"},
+		{"Portuguese attribution (Em … escreveu:)", "ok\nEm seg., 1 de jan. de 2026, Ann escreveu:\n> hi", "ok"},
+		{"wrapped German attribution", "ok\nAm 01.01.2026 um 10:00 schrieb Ann\n<a@b.c>:\n> hi", "ok"},
+		{"Outlook Original Message and below removed", "Yes.\n\n-----Original Message-----\nFrom: Ann\nSent: Monday\n\nold", "Yes."},
+		{"German Outlook Ursprüngliche Nachricht removed", "Ja.\n-----Ursprüngliche Nachricht-----\nVon: Ann\nalt", "Ja."},
+		{"Outlook From/Sent header after underscores removed", "Yes.\n\n________________________________\nFrom: Ann <a@b.c>\nSent: Monday, 1 January 2026 10:00\nTo: Bob\nSubject: Q\n\nold", "Yes."},
+		{"bold Outlook From/Sent header removed", "Yes.\n*From:* Ann\n*Sent:* Monday\nold", "Yes."},
+		{"German Outlook Von/Gesendet header removed", "Ja.\nVon: Ann\nGesendet: Montag\nalt", "Ja."},
+		{"From/Date block (a forward) kept", "FYI\n\nFrom: Ann\nDate: Mon\n\nDisk full", "FYI\n\nFrom: Ann\nDate: Mon\n\nDisk full"},
+		{"Original Message kept when nothing is above it", "-----Original Message-----\nFrom: Ann\nSent: Mon\nold", "-----Original Message-----\nFrom: Ann\nSent: Mon\nold"},
+		{"Sent from my iPhone footer removed", "See you at 5\n\nSent from my iPhone", "See you at 5"},
+		{"footer removed with what follows it", "See you\nSent from my iPhone\n\nsome tracking line", "See you"},
+		{"footer above a quoted reply removed", "Thanks!\n\nSent from my iPhone\n\nOn Mon, Ann wrote:\n> q", "Thanks!"},
+		{"Get Outlook for Android footer removed", "ok\n\nGet Outlook for Android<https://aka.ms/ghei36>", "ok"},
+		{"German iPhone footer removed", "Bis gleich\n\nVon meinem iPhone gesendet", "Bis gleich"},
+		{"body that starts with the footer words is kept", "Sent from my iPhone", "Sent from my iPhone"},
+		{"footer words far above the end are text", "Sent from my iPhone is what it says\nline 2\nline 3\nline 4\nline 5\nline 6\nline 7", "Sent from my iPhone is what it says\nline 2\nline 3\nline 4\nline 5\nline 6\nline 7"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,6 +89,8 @@ func TestHTMLToText(t *testing.T) {
 			strings.Repeat("<div>", 600) + "deep &amp; text<script>x()</script><br>end", "deep & text\nend"},
 		{"unclosed head ends at body in the fallback",
 			"<head><title>t</title>" + strings.Repeat("<div>", 600) + "<body>b", "b"},
+		{"preheader hidden by inline style dropped", `<div style="display: none; max-height:0">preview</div><p>body</p>`, "body"},
+		{"visibility hidden dropped", `a<span style="VISIBILITY:hidden">b</span>c`, "ac"},
 		{"noscript shown, as a mail reader runs no script", "<noscript><b>x</b></noscript>", "x"},
 	}
 	for _, tc := range tests {
@@ -78,5 +99,23 @@ func TestHTMLToText(t *testing.T) {
 				t.Errorf("clean(htmlToText(%q)) = %q, want %q", tc.in, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestCleanCustomFooters(t *testing.T) {
+	c, err := newCleaner([]string{`^-- ?Nagios`, `^Confidential`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := "PROBLEM: disk full\n\nConfidential: this mail is for the addressee only."
+	if got := c.clean(in); got != "PROBLEM: disk full" {
+		t.Errorf("clean = %q", got)
+	}
+	none, _ := newCleaner([]string{})
+	if got := none.clean("ok\n\nSent from my iPhone"); got != "ok\n\nSent from my iPhone" {
+		t.Errorf("with no footers, clean = %q", got)
+	}
+	if _, err := newCleaner([]string{"("}); err == nil {
+		t.Error("bad pattern accepted")
 	}
 }

@@ -64,7 +64,7 @@ type Encoded struct {
 	LockingShift, SingleShift uint8
 	Concat                    Concat
 	Segments                  []Segment
-	Needed                    int  // segments the whole text needs, before any truncation
+	Needed                    int  // segments the whole text needs, before any truncation (ConcatPayload: UDH 8-bit parts the SMSC will make)
 	Truncated                 bool // the text was cut to Options.MaxSegments
 }
 

@@ -42,8 +42,12 @@ func extract(r io.Reader, opt Options) (*Mail, error) {
 	h := parseHeader(raw)
 	m := &Mail{Header: raw, Subject: subject(h), MessageID: messageID(h)}
 
+	c, err := newCleaner(opt.Footers)
+	if err != nil {
+		return nil, err
+	}
 	root, partErr := message.New(message.Header{Header: h}, br)
-	w := walker{lim: opt.Limits}
+	w := walker{lim: opt.Limits, cleaner: c}
 	f, err := w.entity(root, partErr, 0)
 	if err != nil {
 		return nil, err
@@ -81,9 +85,10 @@ type found struct {
 // that it can refuse a part that is too deep before reading into it, and stop
 // as soon as it has the text.
 type walker struct {
-	lim   Limits
-	parts int
-	bytes int64 // decoded text bytes read so far
+	lim     Limits
+	cleaner cleaner
+	parts   int
+	bytes   int64 // decoded text bytes read so far
 }
 
 func (w *walker) entity(e *message.Entity, partErr error, depth int) (found, error) {
@@ -242,12 +247,12 @@ func (w *walker) text(e *message.Entity, t string, params map[string]string, par
 	// here undecoded.
 	s := salvageUTF8(b)
 	if t == "text/html" {
-		return found{text: clean(htmlToText(s)), html: true}, nil
+		return found{text: w.cleaner.clean(htmlToText(s)), html: true}, nil
 	}
 	if strings.EqualFold(params["format"], "flowed") {
 		s = unflow(s, strings.EqualFold(params["delsp"], "yes"))
 	}
-	return found{text: clean(s)}, nil
+	return found{text: w.cleaner.clean(s)}, nil
 }
 
 // read reads a decoded body within the byte budget. A broken encoding or an
@@ -329,7 +334,9 @@ func parseHeader(raw []byte) textproto.Header {
 		buf.WriteString("\r\n")
 	}
 	buf.WriteString("\r\n")
-	h, _ := textproto.ReadHeader(bufio.NewReader(&buf))
+	// Sized to the block: the default 4 KiB buffer was most of the
+	// allocation of a typical mail.
+	h, _ := textproto.ReadHeader(bufio.NewReaderSize(&buf, buf.Len()))
 	return h
 }
 

@@ -2,7 +2,6 @@ package convert
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,7 +16,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the .golden.json files of testdata")
 
 // golden is what a sample mail gives: the Mail, or the error, and how its
-// text encodes.
+// text encodes with the default options.
 type golden struct {
 	Error     string   `json:"error,omitempty"`
 	Subject   string   `json:"subject,omitempty"`
@@ -25,7 +24,9 @@ type golden struct {
 	Header    string   `json:"header,omitempty"`
 	Text      string   `json:"text,omitempty"`
 	Coding    string   `json:"coding,omitempty"`
-	Segments  []string `json:"segments,omitempty"` // hex of UDH|payload
+	Needed    int      `json:"needed,omitempty"`
+	Truncated bool     `json:"truncated,omitempty"`
+	Segments  []string `json:"segments,omitempty"` // the text of each segment
 }
 
 // Samples that must fail, and with what.
@@ -58,14 +59,19 @@ func extractGolden(t *testing.T, file string) golden {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	m, err := Extract(f, Limits{})
+	m, err := Extract(f, Options{})
 	if err != nil {
 		return golden{Error: err.Error()}
 	}
-	enc := Encode(m.Text, 0x42)
-	g := golden{Subject: m.Subject, MessageID: m.MessageID, Header: string(m.Header), Text: m.Text, Coding: codingName(enc.Coding)}
-	for _, s := range enc.Segments {
-		g.Segments = append(g.Segments, hex.EncodeToString(s.UDH)+"|"+hex.EncodeToString(s.Payload))
+	enc, err := Encode(m.Text, Options{})
+	if err != nil {
+		t.Fatalf("Encode: %v", err)
+	}
+	g := golden{Subject: m.Subject, MessageID: m.MessageID, Header: string(m.Header), Text: m.Text,
+		Coding: codingName(enc.Coding), Needed: enc.Needed, Truncated: enc.Truncated}
+	for i, s := range enc.Segments {
+		checkFits(t, enc, i)
+		g.Segments = append(g.Segments, s.Text)
 	}
 	return g
 }
@@ -78,7 +84,7 @@ func checkErr(t *testing.T, got string, want error, file string) {
 	// Re-run to check the error's identity, not only its text.
 	f, _ := os.Open(file)
 	defer f.Close()
-	if _, err := Extract(f, Limits{}); !errors.Is(err, want) {
+	if _, err := Extract(f, Options{}); !errors.Is(err, want) {
 		t.Fatalf("Extract(%s) = %v, want %v", file, err, want)
 	}
 }
@@ -149,7 +155,7 @@ func TestExtractLimits(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
-			_, err := Extract(strings.NewReader(tc.mail), tc.lim)
+			_, err := Extract(strings.NewReader(tc.mail), Options{Limits: tc.lim})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
@@ -178,7 +184,7 @@ func (e *errAfter) Read(p []byte) (int, error) {
 
 func TestExtractReaderErrorIsNotSalvaged(t *testing.T) {
 	boom := errors.New("connection reset")
-	_, err := Extract(&errAfter{data: "Subject: hi\r\n\r\nsome text", err: boom}, Limits{})
+	_, err := Extract(&errAfter{data: "Subject: hi\r\n\r\nsome text", err: boom}, Options{})
 	if !errors.Is(err, boom) {
 		t.Fatalf("err = %v, want %v", err, boom)
 	}
@@ -195,12 +201,43 @@ func TestExtractHeaderBlock(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := Extract(strings.NewReader(tc.mail), Limits{})
+			m, err := Extract(strings.NewReader(tc.mail), Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if string(m.Header) != tc.header || m.Text != tc.text {
 				t.Errorf("Header %q Text %q, want %q %q", m.Header, m.Text, tc.header, tc.text)
+			}
+		})
+	}
+}
+
+func TestExtractSubjectPolicy(t *testing.T) {
+	withBody := "Subject: Disk full\r\n\r\n/var is at 99%\r\n"
+	noBody := "Subject: Disk full\r\n\r\n\r\n"
+	tests := []struct {
+		name string
+		mail string
+		opt  Options
+		text string
+		err  error
+	}{
+		{"if-empty (default) sends the body", withBody, Options{}, "/var is at 99%", nil},
+		{"if-empty sends the subject when the body is empty", noBody, Options{}, "Disk full", nil},
+		{"prefix puts subject and separator first", withBody, Options{Subject: SubjectPrefix}, "Disk full: /var is at 99%", nil},
+		{"prefix with a custom separator", withBody, Options{Subject: SubjectPrefix, SubjectSeparator: "\n"}, "Disk full\n/var is at 99%", nil},
+		{"prefix with an empty body is the subject alone", noBody, Options{Subject: SubjectPrefix}, "Disk full", nil},
+		{"none never sends the subject", withBody, Options{Subject: SubjectNone}, "/var is at 99%", nil},
+		{"none with an empty body has no text", noBody, Options{Subject: SubjectNone}, "", ErrNoText},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := Extract(strings.NewReader(tc.mail), tc.opt)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("err = %v, want %v", err, tc.err)
+			}
+			if err == nil && m.Text != tc.text {
+				t.Errorf("text %q, want %q", m.Text, tc.text)
 			}
 		})
 	}

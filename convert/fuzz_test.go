@@ -7,9 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
+// FuzzExtract: no mail makes Extract panic, hang or return something else
+// than text, ErrNoText or ErrTooComplex; the caps hold. Interesting inputs
+// live in testdata/fuzz/FuzzExtract; go test runs them with the samples.
 func FuzzExtract(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.eml")
 	for _, file := range files {
@@ -17,12 +21,13 @@ func FuzzExtract(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(b)
+		f.Add(b, byte(0))
 	}
-	f.Add([]byte(nested(30)))
-	lim := Limits{MaxDepth: 5, MaxParts: 30, MaxBytes: 8 << 10}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := Extract(bytes.NewReader(data), lim)
+	f.Add([]byte(nested(30)), byte(1))
+	f.Fuzz(func(t *testing.T, data []byte, policy byte) {
+		lim := Limits{MaxDepth: 5, MaxParts: 30, MaxBytes: 8 << 10}
+		opt := Options{Limits: lim, Subject: []SubjectPolicy{SubjectIfEmpty, SubjectNone, SubjectPrefix}[policy%3]}
+		m, err := Extract(bytes.NewReader(data), opt)
 		if err != nil {
 			if !errors.Is(err, ErrNoText) && !errors.Is(err, ErrTooComplex) {
 				t.Fatalf("unexpected error kind: %v", err)
@@ -41,72 +46,101 @@ func FuzzExtract(f *testing.F) {
 		if !bytes.HasPrefix(data, m.Header) {
 			t.Fatalf("header %q is not the start of the mail", m.Header)
 		}
+		// Decoded text is capped; a byte salvaged as Windows-1252 takes
+		// at most 3 in UTF-8, and subjects come from headers.
+		if len(m.Text) > 3*int(lim.MaxBytes)+len(data)+len(opt.SubjectSeparator)+2 {
+			t.Fatalf("text of %d bytes from a mail of %d", len(m.Text), len(data))
+		}
+		if _, err := Encode(m.Text, Options{}); err != nil {
+			t.Fatalf("Encode of extracted text: %v", err)
+		}
 	})
 }
 
+// FuzzEncode checks Encode against TS 23.038/23.040 for any text and
+// options: segments decode back to the whole text (no truncation with 255
+// segments, no transliteration); a GSM-representable text stays GSM; no
+// segment exceeds 140 octets with the UDH its Header gives (septets packed
+// after the fill bits); no escape or surrogate pair is split; the number of
+// segments is the least possible.
 func FuzzEncode(f *testing.F) {
 	for _, s := range []string{
-		"", "hello", "€", strings.Repeat("a", 152) + "€€", strings.Repeat("я", 66) + "😀😀",
-		"a\r\nb", "\xff\xfe", strings.Repeat("[]", 90), strings.Repeat("😀", 40),
+		"", "hello", "€", rep("a", 152) + "€€", rep("я", 66) + "😀😀",
+		"a\r\nb", "\xff\xfe", rep("[]", 90), rep("😀", 40), rep("ş", 160),
+		rep("á", 80) + "ç", rep("ã", 100) + "€", rep("я", 65) + "🇩🇪🇫🇷" + rep("я", 10),
+		rep("a", 66) + "👍🏽" + rep("b", 10) + "é", rep("x", 60) + "👨‍👩‍👧‍👦" + rep("y", 60) + "ç",
+		"e\u0301" + rep("a", 170), "İstanbul’da “kar” yağıyor…",
 	} {
-		f.Add(s, byte(0))
+		f.Add(s, byte(0), byte(0))
+		f.Add(s, byte(1), byte(7))
 	}
-	f.Fuzz(func(t *testing.T, text string, ref byte) {
-		enc := Encode(text, ref)
-		_, gsm := Septets(text)
-		if gsm != (enc.Coding == GSM7) {
-			t.Fatalf("coding %v, but Septets says GSM fits: %v", enc.Coding, gsm)
+	f.Fuzz(func(t *testing.T, text string, concat, langs byte) {
+		opt := Options{
+			Transliterate: TranslitNone,
+			Concat:        []Concat{ConcatUDH8, ConcatUDH16, ConcatSAR, ConcatPayload}[concat%4],
+			Languages:     languageSubset(langs),
+			MaxSegments:   MaxSegments,
 		}
-		var got strings.Builder
-		n := len(enc.Segments)
-		for i, s := range enc.Segments {
-			checkSegment(t, enc.Coding, s, i, n, ref)
-			d, err := Decode(enc.Coding, s.Payload)
-			if err != nil {
-				t.Fatalf("part %d: %v", i+1, err)
-			}
-			got.WriteString(d)
+		enc, err := Encode(text, opt)
+		if err != nil {
+			t.Fatal(err)
 		}
 		want := normalizeForEncode(text)
-		if n < MaxSegments && got.String() != want || !strings.HasPrefix(want, got.String()) {
-			t.Fatalf("round trip: got %q, want %q", got.String(), want)
+		if _, gsm := Septets(want); gsm && (enc.Coding != GSM7 || enc.LockingShift != 0 || enc.SingleShift != 0) {
+			t.Fatalf("GSM text %q sent as %v with shifts %d/%d", want, enc.Coding, enc.LockingShift, enc.SingleShift)
+		}
+		got := checkSegments(t, enc)
+		switch {
+		case !enc.Truncated && got != want:
+			t.Fatalf("round trip: got %q, want %q", got, want)
+		case enc.Truncated && (enc.Needed <= MaxSegments || len(enc.Segments) > MaxSegments):
+			t.Fatalf("truncated with Needed %d and %d segments", enc.Needed, len(enc.Segments))
+		case !enc.Truncated && opt.Concat != ConcatPayload && len(enc.Segments) != enc.Needed:
+			t.Fatalf("%d segments, but Needed %d", len(enc.Segments), enc.Needed)
 		}
 	})
 }
 
-// checkSegment checks part i of n against TS 23.040: 140 octets of user
-// data at most, the concatenation UDH, and no pair split at its end.
-func checkSegment(t *testing.T, c Coding, s Segment, i, n int, ref byte) {
-	t.Helper()
-	if n == 1 && s.UDH != nil {
-		t.Fatalf("single SMS has UDH % x", s.UDH)
-	}
-	if n > 1 && !bytes.Equal(s.UDH, []byte{5, 0, 3, ref, byte(n), byte(i + 1)}) {
-		t.Fatalf("part %d of %d: UDH % x", i+1, n, s.UDH)
-	}
-	last := i == n-1
-	if c == GSM7 {
-		// The UDH is padded to a septet boundary (fill bits), then the
-		// septets are packed.
-		septets := (len(s.UDH)*8+6)/7 + len(s.Payload)
-		if octets := (septets*7 + 7) / 8; octets > 140 {
-			t.Fatalf("part %d packs into %d octets", i+1, octets)
+func languageSubset(b byte) []string {
+	var l []string
+	for i, code := range []string{"tr", "es", "pt"} {
+		if b&(1<<i) != 0 {
+			l = append(l, code)
 		}
-		if len(s.Payload) > 0 && s.Payload[len(s.Payload)-1] == gsmEscape {
-			t.Fatalf("part %d ends in an escape", i+1)
-		}
-		if !last && len(s.Payload) < partSeptets-1 {
-			t.Fatalf("part %d of %d carries only %d septets", i+1, n, len(s.Payload))
-		}
-		return
 	}
-	if len(s.UDH)+len(s.Payload) > 140 {
-		t.Fatalf("part %d has %d octets", i+1, len(s.UDH)+len(s.Payload))
-	}
-	if p := s.Payload; len(p) >= 2 && isHighSurrogate(uint16(p[len(p)-2])<<8|uint16(p[len(p)-1])) {
-		t.Fatalf("part %d ends in a high surrogate", i+1)
-	}
-	if !last && len(s.Payload) < 2*(partUnits-1) {
-		t.Fatalf("part %d of %d carries only %d octets", i+1, n, len(s.Payload))
-	}
+	return l
 }
+
+// checkSegments checks each segment and returns their texts joined.
+func checkSegments(t *testing.T, e *Encoded) string {
+	t.Helper()
+	var all strings.Builder
+	for i, s := range e.Segments {
+		checkFits(t, e, i)
+		d, err := DecodeWith(e.Coding, s.Payload, e.LockingShift, e.SingleShift)
+		if err != nil {
+			t.Fatalf("segment %d: %v", i+1, err)
+		}
+		if d != s.Text {
+			t.Fatalf("segment %d: Text %q, payload decodes to %q", i+1, s.Text, d)
+		}
+		all.WriteString(d)
+		p := s.Payload
+		if e.Coding == GSM7 {
+			if len(p) > 0 && p[len(p)-1] == gsmEscape {
+				t.Fatalf("segment %d ends in an escape (TS 23.038 §6.2.1.1)", i+1)
+			}
+			continue
+		}
+		if len(p) >= 2 && isHigh(uint16(p[len(p)-2])<<8|uint16(p[len(p)-1])) {
+			t.Fatalf("segment %d ends in a high surrogate", i+1)
+		}
+		if len(p) >= 2 && isLow(uint16(p[0])<<8|uint16(p[1])) {
+			t.Fatalf("segment %d starts with a low surrogate", i+1)
+		}
+	}
+	return all.String()
+}
+
+func isHigh(u uint16) bool { return utf16.IsSurrogate(rune(u)) && u < 0xDC00 }
+func isLow(u uint16) bool  { return utf16.IsSurrogate(rune(u)) && u >= 0xDC00 }

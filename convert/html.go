@@ -134,7 +134,7 @@ func (t *textWriter) enter(n *html.Node) bool {
 	default:
 		return false // comments, doctype
 	}
-	if htmlHidden[n.DataAtom] {
+	if htmlHidden[n.DataAtom] || styleHidden(n) {
 		return false
 	}
 	t.breakLines(htmlBreaks[n.DataAtom])
@@ -154,7 +154,7 @@ func (t *textWriter) enter(n *html.Node) bool {
 }
 
 func (t *textWriter) exit(n *html.Node) {
-	if n.Type != html.ElementNode || htmlHidden[n.DataAtom] {
+	if n.Type != html.ElementNode || htmlHidden[n.DataAtom] || styleHidden(n) {
 		return
 	}
 	switch n.DataAtom {
@@ -217,4 +217,17 @@ func (t *textWriter) breakLines(n int) {
 	for t.newlines < n {
 		t.newline()
 	}
+}
+
+// styleHidden reports whether an element's inline style hides it, as mail
+// templates do with preheader text meant for the inbox preview only.
+func styleHidden(n *html.Node) bool {
+	for _, a := range n.Attr {
+		if a.Key != "style" {
+			continue
+		}
+		st := strings.ToLower(strings.Join(strings.Fields(a.Val), ""))
+		return strings.Contains(st, "display:none") || strings.Contains(st, "visibility:hidden")
+	}
+	return false
 }

@@ -67,30 +67,50 @@ type Options struct {
 }
 
 // DefaultFooters are footer lines that mail clients add and phones need not
-// see. A line matching one, and everything below it, is removed.
-var DefaultFooters = []string{
-	`^Sent from my (iPhone|iPad|Android|BlackBerry|mobile device|Galaxy).*$`,
-	`^Sent from (Mail|Outlook) for (Windows|iOS|Android).*$`,
-	`^Get Outlook for (iOS|Android).*$`,
+// see. A line matching one (white space trimmed), and everything below it,
+// is removed when it is among the last 5 non-blank lines and text is left
+// above it.
+var DefaultFooters = slices.Clone(defaultFooterPatterns)
+
+// defaultFooterPatterns are DefaultFooters as built in, kept apart so that
+// their compiled form can be shared. Read-only.
+var defaultFooterPatterns = []string{
+	`^Sent from my (iPhone|iPad|Android|BlackBerry|mobile device|Galaxy|Samsung|Huawei|Xiaomi|Pixel|Windows Phone|smartphone)\b.*$`,
+	`^Sent from (Mail|Outlook|Yahoo Mail|AOL Mail) for (Windows|iOS|Android|iPhone|iPad|Mac).*$`,
+	`^Sent (from|with) (Proton Mail|ProtonMail|Tuta|BlackBerry|Samsung Mobile|Gmail Mobile).*$`,
+	`^Get Outlook for (iOS|Android|Mac).*$`,
+	`^Von meinem .+ gesendet\.?$`,
+	`^Gesendet von meinem .+$`,
+	`^Envoyé de mon .+$`,
+	`^Enviado desde mi .+$`,
+	`^Enviado do meu .+$`,
+	`^Inviato da(l mio)? (iPhone|iPad|Android|smartphone).*$`,
+	`^Verzonden (vanaf|met) mijn .+$`,
 }
 
 // DefaultOptions returns the defaults, spelled out.
 func DefaultOptions() Options {
-	return Options{
-		Limits:           DefaultLimits(),
-		Subject:          SubjectIfEmpty,
-		SubjectSeparator: ": ",
-		Footers:          slices.Clone(DefaultFooters),
-		Transliterate:    TranslitLookalike,
-		Concat:           ConcatUDH8,
-		MaxSegments:      10,
-		Overflow:         OverflowTruncate,
-	}
+	d := defaultOptions
+	d.Footers = slices.Clone(defaultFooterPatterns)
+	return d
+}
+
+// defaultOptions are the defaults, shared read-only (Footers is never
+// written through).
+var defaultOptions = Options{
+	Limits:           DefaultLimits(),
+	Subject:          SubjectIfEmpty,
+	SubjectSeparator: ": ",
+	Footers:          defaultFooterPatterns,
+	Transliterate:    TranslitLookalike,
+	Concat:           ConcatUDH8,
+	MaxSegments:      10,
+	Overflow:         OverflowTruncate,
 }
 
 // withDefaults fills zero fields from DefaultOptions.
 func (o Options) withDefaults() Options {
-	d := DefaultOptions()
+	d := defaultOptions
 	if o.Limits == (Limits{}) {
 		o.Limits = d.Limits
 	}
@@ -102,7 +122,7 @@ func (o Options) withDefaults() Options {
 		o.SubjectSeparator = d.SubjectSeparator
 	}
 	if o.Footers == nil {
-		o.Footers = d.Footers
+		o.Footers = defaultFooterPatterns // read-only: spares a copy per mail
 	}
 	if o.Transliterate == "" {
 		o.Transliterate = d.Transliterate
@@ -158,10 +178,6 @@ func (o Options) Validate() error {
 	}
 	return errors.Join(errs...)
 }
-
-// knownLanguage reports whether a national language shift table for ISO
-// 639-1 code l is built in.
-func knownLanguage(l string) bool { return false }
 
 // SegmentsError: the text needs more segments than the cap allows and the
 // policy is OverflowReject (SMTP 550 5.3.4).
