@@ -31,6 +31,7 @@ type Config struct {
 	Postmaster    string        // From of reports
 	ReportSuccess bool          // send a report when an SMS is delivered, not only on failure
 	Now           func() time.Time
+	Metrics       *Metrics // nil: metrics kept but not registered
 }
 
 func (c *Config) setDefaults() {
@@ -63,6 +64,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
 	}
 }
 

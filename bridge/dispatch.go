@@ -184,11 +184,13 @@ func (b *Bridge) submit(ctx context.Context, rec *store.Record) {
 		}
 		start := time.Now()
 		id, err := b.smsc.Submit(ctx, b.submitSM(rec, i))
+		b.cfg.Metrics.submitLatency.Observe(time.Since(start).Seconds())
 		if err != nil {
 			b.submitFailed(rec, i, err)
 			return
 		}
 		b.unthrottled()
+		b.cfg.Metrics.segments.Inc()
 		b.log.Info("segment submitted", "id", rec.ID, "to", rec.To, "seg", i+1, "segments",
 			len(rec.Segments), "smsc_id", id, "took", time.Since(start))
 		if err := b.recordSMSCID(rec.ID, i, id); err != nil {
@@ -202,8 +204,12 @@ func (b *Bridge) submit(ctx context.Context, rec *store.Record) {
 
 func (b *Bridge) submitSM(rec *store.Record, i int) smppout.Submit {
 	seg := rec.Segments[i]
+	source := b.cfg.SourceAddr
+	if rec.Source != "" {
+		source = rec.Source // the sender's own id (per user)
+	}
 	s := smppout.Submit{
-		Source:             b.cfg.SourceAddr,
+		Source:             source,
 		Dest:               rec.To,
 		DataCoding:         rec.DataCoding,
 		ShortMessage:       seg.Payload,
@@ -271,12 +277,16 @@ func (b *Bridge) submitFailed(rec *store.Record, i int, err error) {
 	isStatus := errors.As(err, &se)
 	switch {
 	case isStatus && !se.Temporary():
+		b.cfg.Metrics.submitErrors.WithLabelValues("permanent").Inc()
 		b.fail(rec.ID, submitStatus(se.Status), fmt.Sprintf("smpp; submit_sm command_status=0x%08X", se.Status))
 		return
 	case isStatus && throttling[se.Status]:
+		b.cfg.Metrics.submitErrors.WithLabelValues("throttled").Inc()
+		b.cfg.Metrics.throttles.Inc()
 		b.requeue(rec, i, err, b.throttled())
 		return
 	}
+	b.cfg.Metrics.submitErrors.WithLabelValues("temporary").Inc()
 	now := b.cfg.Now()
 	var failed bool
 	_, uerr := b.st.Update(rec.ID, func(r *store.Record) error {
@@ -346,6 +356,7 @@ func (b *Bridge) fail(id, status, diag string) {
 }
 
 func (b *Bridge) logFinal(rec *store.Record) {
+	b.cfg.Metrics.final.WithLabelValues(string(rec.State)).Inc()
 	b.log.Info("record "+string(rec.State), "id", rec.ID, "to", rec.To, "state", rec.State,
 		"attempts", rec.Attempts, "err", rec.LastError)
 }
@@ -360,10 +371,14 @@ func (b *Bridge) HandleReceipt(_ context.Context, r smppout.Receipt) error {
 		b.log.Error("applying receipt", "smsc_id", r.MessageID, "stat", r.Stat, "err", err)
 		return err
 	}
+	b.cfg.Metrics.receipts.WithLabelValues(r.Stat, fmt.Sprint(matched)).Inc()
 	if !matched {
 		b.log.Info("receipt parked: smsc id not known yet", "smsc_id", r.MessageID, "stat", r.Stat)
 		return nil
 	}
 	b.log.Info("receipt", "id", rec.ID, "smsc_id", r.MessageID, "stat", r.Stat, "err", r.Err, "state", rec.State)
+	if rec.State.Final() {
+		b.logFinal(rec)
+	}
 	return nil
 }

@@ -81,9 +81,11 @@ func (b *Bridge) report(ctx context.Context, rec *store.Record) time.Duration {
 	case rec.From == "":
 		// RFC 3464 §2 / RFC 5321 §4.5.5: never report on a mail from <>,
 		// or reports could loop.
+		b.cfg.Metrics.reports.WithLabelValues("skipped").Inc()
 		b.markReported(rec.ID, "no report: null sender")
 		return 0
 	case rec.State == store.Delivered && !b.cfg.ReportSuccess:
+		b.cfg.Metrics.reports.WithLabelValues("skipped").Inc()
 		b.markReported(rec.ID, "no report: success reports are off")
 		return 0
 	}
@@ -96,11 +98,14 @@ func (b *Bridge) report(ctx context.Context, rec *store.Record) time.Duration {
 	err = b.out.Send(ctx, rec.From, msg)
 	switch {
 	case err == nil:
+		b.cfg.Metrics.reports.WithLabelValues("sent").Inc()
 		b.markReported(rec.ID, "report sent to "+rec.From)
 	case report.IsPermanent(err):
+		b.cfg.Metrics.reports.WithLabelValues("refused").Inc()
 		b.log.Warn("report refused", "id", rec.ID, "to", rec.From, "err", err)
 		b.markReported(rec.ID, "report refused: "+err.Error())
 	default:
+		b.cfg.Metrics.reports.WithLabelValues("failed").Inc()
 		d := b.backoff(b.bumpReportTries(rec.ID))
 		b.log.Warn("report failed, will retry", "id", rec.ID, "to", rec.From, "err", err, "in", d)
 		b.mu.Lock()

@@ -4,59 +4,139 @@
 //
 // # States
 //
-// A record moves through these states:
+// A record moves through these states (transitions in state.go is the one
+// table of allowed changes; Update refuses any other with an error wrapping
+// ErrBadTransition and writes nothing):
 //
-//	Add ──► Queued ──► Submitted ──► Delivered   (every segment SegDelivered)
-//	          ▲  │          │    └───► Failed      (some segment SegFailed)
-//	          └──┘◄─────────┘
-//	      retry (Update)     └─ Queued ──► Failed  (permanent error, set by Update)
+//	Add ──► queued ──► submitting ──► submitted ──► delivered | failed | expired | cancelled
+//	          ▲             │
+//	          └─────────────┘ retry (temporary error), Recover (after a crash)
 //
-// Add puts a record in Queued. The dispatcher moves it with Update (to
-// Submitted once the SMSC accepted every segment, back to Queued with a later
-// NextAttempt for a retry, or to Failed). Receipts move it to a final state:
+//	from queued:     submitting, submitted, delivered*, failed, expired, cancelled
+//	from submitting: queued, submitted, delivered*, failed, expired, cancelled
+//	from submitted:  queued, delivered*, failed, expired, cancelled
+//	final (delivered, failed, expired, cancelled): no way out
+//	* only when every segment is SegDelivered
+//
+// Staying in a state is not a transition and is always allowed (a final
+// record still takes ReportDone and events). An unknown state is refused,
+// both ways.
+//
+// Add puts a record in Queued. The dispatcher takes due records, moves each
+// to Submitting before the first submit_sm, records every SMSC id as it
+// arrives, and moves it to Submitted once the SMSC accepted every segment;
+// a temporary error sends it back to Queued with a later NextAttempt, a
+// permanent one to Failed, the end of its validity to Expired. Submitting
+// records have an index of their own: after a crash, Recover (called at
+// start-up, before the dispatcher runs) moves every one of them back to
+// Queued, due at once, with a "recovered" event, and the segments without an
+// SMSC id are submitted again. That is at least once: a segment the SMSC
+// accepted but whose id was not written yet is sent twice; the window is the
+// dispatcher's in-flight submits, nothing more.
+//
+// Receipts move a record to a final state, from Submitted and also from
+// Queued or Submitting (some segments already have ids):
 //
 //   - a receipt with stat DELIVRD makes its segment SegDelivered; UNDELIV,
 //     EXPIRED, REJECTD, DELETED and UNKNOWN make it SegFailed; any other stat
 //     (ENROUTE, ACCEPTD…) is recorded in Segment.Stat/Err and leaves the
 //     segment's state alone;
 //   - a receipt for a segment already SegDelivered or SegFailed is a duplicate
-//     and is ignored (no event, nothing written);
+//     and is ignored (no event, nothing written); receipts may come in any
+//     order;
 //   - the record becomes Failed as soon as one segment is SegFailed (LastError
 //     "stat=UNDELIV err=001"), and Delivered when every segment is
-//     SegDelivered; this happens only from Submitted, or from Queued when a
-//     receipt arrives late for a record that went back for a retry;
-//   - a final record (Delivered, Failed) never changes because of a receipt.
+//     SegDelivered;
+//   - a final record never changes because of a receipt.
 //
 // Each receipt that is applied appends a "receipt" event ("seg 1/3
 // stat=DELIVRD err=000"), and the change of state a "delivered" or "failed"
-// event.
+// event. The store sets FinalAt when a record becomes final.
 //
 // A receipt whose SMSC id is not known yet (it overtook the Update that
 // records the id) is parked. Update matches every SMSC id it newly sets on a
 // segment against the parked receipts and applies them in the same
 // transaction. Parked receipts older than Options.ParkedMaxAge are removed a
-// few at a time each time a receipt is parked, or all at once by PurgeParked.
+// few at a time each time a receipt is parked, and by Purge.
+//
+// # Writes and durability
+//
+// Every write (Add, Update, ApplyReceipt, Cancel, Recover, Purge) is handed
+// to one writer goroutine, which runs every write waiting in one bbolt
+// transaction and commits it with fsync (group commit; see writer.go). A
+// write alone is committed at once; writes that arrive during a commit share
+// the next one. There is no batching timer and no NoSync. A write returns
+// only after its commit is on disk.
+//
+// Because a shared transaction is run again without a write that failed in
+// it, the function given to Update may run more than once, each time on a
+// fresh copy of the record read inside the transaction: it must only change
+// the record. Add fixes ids and times before its transaction and reads
+// references and duplicates inside it, and changes the caller's records only
+// after the commit.
+//
+// # Concatenation references
+//
+// Add gives every record of more than one segment the next reference of its
+// destination: a counter per To in the refs bucket, incremented by one per
+// multipart record, wrapping at 65536, written in the same transaction, so
+// references stay unique per destination across restarts. The 8-bit UDH
+// uses the low byte, which cycles through 256 values per destination.
+// Single-segment records have Ref 0 and do not use one. A counter untouched
+// for longer than Options.Retention is dropped by Purge (and starts again at
+// 1).
+//
+// # Duplicates
+//
+// A client that lost our 250 sends the mail again. Add does not store a
+// record whose (MessageID, To) it accepted less than Options.DedupWindow ago
+// (10 minutes by default), in an earlier Add or earlier in the same one: it
+// sets the record's DuplicateOf (and ID) to the earlier record's id and
+// returns nil, so the client still gets its 250. An empty Message-ID never
+// matches. The same mail to two recipients is two records, not a duplicate.
+//
+// # Retention and the file's size
+//
+// Purge deletes final records whose report is done and which became final
+// more than Options.Retention ago (7 days by default), with their index
+// entries, then stale dedup entries, reference counters and parked
+// receipts, a few hundred keys per transaction so that writers never wait
+// long. It finds them through time-ordered indexes and never reads a live
+// record. Run it every few minutes.
+//
+// bbolt reuses freed pages but never shrinks the file. To give the space
+// back, stop the server and compact the file offline:
+//
+//	go install go.etcd.io/bbolt/cmd/bbolt@v1.5.0
+//	bbolt compact -o smsbridge.db.new smsbridge.db
+//	mv smsbridge.db.new smsbridge.db
 //
 // # Layout
 //
-// Buckets in the file (ids are 24 lowercase hex digits, see newID):
+// Buckets in the file (ids are 24 lowercase hex digits, see newID; times are
+// 8 bytes that sort like the time, see timeKey):
 //
-//	meta        "version" → "1"
-//	records     id → record, JSON-encoded
-//	due         NextAttempt (8 bytes, big-endian, ordered) ‖ id → ""   (State == Queued)
+//	meta        "version" → "2"
+//	records     id → record (binary, see codec.go; JSON from layout 1 is read too)
+//	due         NextAttempt ‖ id → ""                         (State == Queued)
+//	submitting  id → ""                                       (State == Submitting)
 //	smscid      SMSC message id → segment index (4 bytes, big-endian) ‖ id
-//	report      id → ""   (State.Final() && !ReportDone)
+//	report      id → ""                                       (final, !ReportDone)
+//	final       FinalAt ‖ id → ""                             (final, ReportDone)
+//	counts      state → number of records (8 bytes, big-endian)
+//	dedup       MessageID ‖ 0x00 ‖ To → accepted time ‖ id    (a Message-ID over 256
+//	            bytes is replaced by "sha256:" and its hex digest)
+//	dedup_age   accepted time ‖ dedup key → ""
+//	refs        To → last reference (2 bytes) ‖ time last used
+//	refs_age    time last used ‖ To → ""
 //	parked      SMSC message id → parked receipt, JSON-encoded
-//	parked_age  parked time (8 bytes) ‖ SMSC message id → ""
+//	parked_age  parked time ‖ SMSC message id → ""
 //
-// Records are JSON so that an operator can read them with the bbolt tool and
-// so that fields can be added without a migration; a later binary encoding can
-// tell itself apart by its first byte (JSON always starts with '{').
-//
-// Every index is derived from the record alone and written in the same
-// transaction as the record (see Store.put), so they never disagree after a
-// crash. Every commit is fsync'd; Add and ApplyReceipt go through db.Batch so
-// that concurrent callers share one commit.
+// Every index and count is written in the same transaction as its record
+// (see Store.put), so they never disagree after a crash. Start-up reads no
+// record: Due, Recover and Counts read their index or bucket. A layout 1 file
+// (JSON records, fewer buckets) is migrated by Open, which rebuilds the
+// indexes from the records once.
 //
 // Limits given to the listing methods count records; a limit <= 0 means no
 // limit.

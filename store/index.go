@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -14,21 +13,35 @@ import (
 
 // Buckets; the package doc describes their keys and values.
 var (
-	bucketMeta      = []byte("meta")
-	bucketRecords   = []byte("records")
-	bucketDue       = []byte("due")
-	bucketSMSC      = []byte("smscid")
-	bucketReport    = []byte("report")
-	bucketParked    = []byte("parked")
-	bucketParkedAge = []byte("parked_age")
+	bucketMeta       = []byte("meta")
+	bucketRecords    = []byte("records")
+	bucketDue        = []byte("due")
+	bucketSubmitting = []byte("submitting")
+	bucketSMSC       = []byte("smscid")
+	bucketReport     = []byte("report")
+	bucketFinal      = []byte("final")
+	bucketCounts     = []byte("counts")
+	bucketDedup      = []byte("dedup")
+	bucketDedupAge   = []byte("dedup_age")
+	bucketRefs       = []byte("refs")
+	bucketRefsAge    = []byte("refs_age")
+	bucketParked     = []byte("parked")
+	bucketParkedAge  = []byte("parked_age")
 
-	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketDue, bucketSMSC,
-		bucketReport, bucketParked, bucketParkedAge}
+	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketDue, bucketSubmitting,
+		bucketSMSC, bucketReport, bucketFinal, bucketCounts, bucketDedup,
+		bucketDedupAge, bucketRefs, bucketRefsAge, bucketParked, bucketParkedAge}
+
+	// derivedBuckets hold what the records imply; a migration rebuilds them.
+	derivedBuckets = [][]byte{bucketDue, bucketSubmitting, bucketSMSC, bucketReport,
+		bucketFinal, bucketCounts}
 
 	keyVersion = []byte("version")
 )
 
-const layoutVersion = "1"
+// layoutVersion 2 added the submitting, final, counts, dedup and refs
+// buckets; a version 1 file is migrated by Open.
+const layoutVersion = "2"
 
 // entry is one index entry that a record implies.
 type entry struct {
@@ -50,12 +63,16 @@ func entries(r *Record) []entry {
 	if r == nil {
 		return nil
 	}
-	var es []entry
-	if r.State == Queued {
+	es := make([]entry, 0, 1+len(r.Segments))
+	switch {
+	case r.State == Queued:
 		es = append(es, entry{bucketDue, timeIDKey(r.NextAttempt, r.ID), []byte{}})
-	}
-	if r.State.Final() && !r.ReportDone {
+	case r.State == Submitting:
+		es = append(es, entry{bucketSubmitting, []byte(r.ID), []byte{}})
+	case r.State.Final() && !r.ReportDone:
 		es = append(es, entry{bucketReport, []byte(r.ID), []byte{}})
+	case r.State.Final():
+		es = append(es, entry{bucketFinal, timeIDKey(r.FinalAt, r.ID), []byte{}})
 	}
 	for i, seg := range r.Segments {
 		if seg.SMSCID != "" {
@@ -65,19 +82,45 @@ func entries(r *Record) []entry {
 	return es
 }
 
-// put writes rec and moves its index entries from what old implied to what
-// rec implies (old is nil for a new record). After the commit, subscribers of
-// Changed are woken if rec entered the due or report index.
-func (s *Store) put(tx *bolt.Tx, old, rec *Record) error {
-	data, err := json.Marshal(rec)
+// before is what a record was when a write transaction read it: what put
+// needs to move its indexes and check its change of state.
+type before struct {
+	state   State
+	entries []entry
+	smscIDs []string // per segment
+}
+
+func snapshot(r *Record) before {
+	b := before{state: r.State, entries: entries(r), smscIDs: make([]string, len(r.Segments))}
+	for i, seg := range r.Segments {
+		b.smscIDs[i] = seg.SMSCID
+	}
+	return b
+}
+
+// put checks rec's change of state, sets FinalAt when it becomes final,
+// writes it, and moves its index entries and state count from what old
+// implied to what rec implies (old is the zero before for a new record).
+// After the commit, subscribers of Changed are woken if rec entered the due
+// or report index.
+//
+// put writes nothing if it returns an ErrBadTransition error.
+func (s *Store) put(tx *bolt.Tx, old before, rec *Record, now time.Time) error {
+	if err := checkTransition(old.state, rec); err != nil {
+		return noWrite(fmt.Errorf("%s: %w", rec.ID, err))
+	}
+	if rec.State.Final() && !old.state.Final() {
+		rec.FinalAt = now
+	}
+	data, err := encode(rec)
 	if err != nil {
-		return fmt.Errorf("encode %s: %w", rec.ID, err)
+		return noWrite(fmt.Errorf("encode %s: %w", rec.ID, err))
 	}
 	if err := tx.Bucket(bucketRecords).Put([]byte(rec.ID), data); err != nil {
 		return fmt.Errorf("put %s: %w", rec.ID, err)
 	}
-	before, after := entries(old), entries(rec)
-	for _, e := range before {
+	after := entries(rec)
+	for _, e := range old.entries {
 		if !contains(after, e) {
 			if err := deleteEntry(tx, e); err != nil {
 				return err
@@ -86,7 +129,7 @@ func (s *Store) put(tx *bolt.Tx, old, rec *Record) error {
 	}
 	wake := false
 	for _, e := range after {
-		if contains(before, e) {
+		if contains(old.entries, e) {
 			continue
 		}
 		if err := tx.Bucket(e.bucket).Put(e.key, e.val); err != nil {
@@ -94,10 +137,72 @@ func (s *Store) put(tx *bolt.Tx, old, rec *Record) error {
 		}
 		wake = wake || e.wakes()
 	}
+	if old.state != rec.State {
+		s.counted(old.state, -1)
+		s.counted(rec.State, +1)
+	}
 	if wake {
 		tx.OnCommit(s.subs.notify)
 	}
 	return nil
+}
+
+// counted notes a change of the number of records in state st, written to
+// the counts bucket at the end of the transaction (once per state, however
+// many records changed). Only the writer goroutine calls it.
+func (s *Store) counted(st State, delta int64) {
+	if st == "" {
+		return
+	}
+	if s.deltas == nil {
+		s.deltas = make(map[State]int64)
+	}
+	s.deltas[st] += delta
+}
+
+// writeCounts adds the changes noted by counted to the counts bucket.
+func (s *Store) writeCounts(tx *bolt.Tx) error {
+	for st, d := range s.deltas {
+		if d != 0 {
+			if err := count(tx, st, d); err != nil {
+				return fmt.Errorf("count %s: %w", st, err)
+			}
+		}
+	}
+	clear(s.deltas)
+	return nil
+}
+
+// remove deletes rec (as stored) with its index entries and its count.
+func (s *Store) remove(tx *bolt.Tx, rec *Record) error {
+	if err := tx.Bucket(bucketRecords).Delete([]byte(rec.ID)); err != nil {
+		return fmt.Errorf("delete %s: %w", rec.ID, err)
+	}
+	for _, e := range entries(rec) {
+		if err := deleteEntry(tx, e); err != nil {
+			return err
+		}
+	}
+	s.counted(rec.State, -1)
+	return nil
+}
+
+// count adds delta to the number of records in state st ("" is no state: a
+// record that does not exist).
+func count(tx *bolt.Tx, st State, delta int64) error {
+	if st == "" {
+		return nil
+	}
+	b := tx.Bucket(bucketCounts)
+	var n int64
+	if v := b.Get([]byte(st)); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	n = max(n+delta, 0)
+	if n == 0 {
+		return b.Delete([]byte(st))
+	}
+	return b.Put([]byte(st), binary.BigEndian.AppendUint64(nil, uint64(n)))
 }
 
 // deleteEntry removes e if the index still holds it as e. An SMSC id reused by
@@ -133,23 +238,6 @@ func load(tx *bolt.Tx, id string) (*Record, error) {
 		return nil, fmt.Errorf("record %s: %w", id, err)
 	}
 	return rec, nil
-}
-
-func decode(v []byte) (*Record, error) {
-	rec := new(Record)
-	if err := json.Unmarshal(v, rec); err != nil {
-		return nil, fmt.Errorf("decode: %w", err)
-	}
-	return rec, nil
-}
-
-// decodeState reads only the state of an encoded record.
-func decodeState(v []byte) (State, error) {
-	var r struct{ State State }
-	if err := json.Unmarshal(v, &r); err != nil {
-		return "", fmt.Errorf("decode: %w", err)
-	}
-	return r.State, nil
 }
 
 // Time keys: 8 bytes that sort like the times they encode. Unix nanoseconds

@@ -26,8 +26,8 @@ func (s *Store) ApplyReceipt(rc Receipt) (rec *Record, matched bool, err error) 
 		return nil, false, errors.New("store: receipt without SMSC id")
 	}
 	now := s.opt.Now()
-	err = s.db.Batch(func(tx *bolt.Tx) error {
-		// Batch may run this more than once: start from scratch each time.
+	err = s.w.do(func(tx *bolt.Tx) error {
+		// This may run more than once: start from scratch each time.
 		rec, matched = nil, false
 		ref := tx.Bucket(bucketSMSC).Get([]byte(rc.SMSCID))
 		if ref == nil {
@@ -51,14 +51,11 @@ func (s *Store) applyIndexed(tx *bolt.Tx, ref []byte, rc Receipt, now time.Time)
 	if err != nil {
 		return nil, err
 	}
-	old, err := load(tx, id)
+	rec, err := load(tx, id)
 	if err != nil {
 		return nil, fmt.Errorf("smscid index: %w", err)
 	}
-	rec, err := load(tx, id)
-	if err != nil {
-		return nil, err
-	}
+	old := snapshot(rec)
 	if seg >= len(rec.Segments) || rec.Segments[seg].SMSCID != rc.SMSCID {
 		return nil, fmt.Errorf("smscid index points to %s segment %d, which does not have it", id, seg)
 	}
@@ -66,7 +63,7 @@ func (s *Store) applyIndexed(tx *bolt.Tx, ref []byte, rc Receipt, now time.Time)
 		return rec, nil
 	}
 	settle(rec, now)
-	return rec, s.put(tx, old, rec)
+	return rec, s.put(tx, old, rec, now)
 }
 
 // Segment outcomes of a receipt stat.
@@ -97,10 +94,10 @@ func applyReceipt(rec *Record, i int, rc Receipt, now time.Time) bool {
 	return true
 }
 
-// settle moves a Submitted (or Queued) record to Failed when a segment has
-// failed, or to Delivered when every segment was delivered.
+// settle moves a Queued, Submitting or Submitted record to Failed when a
+// segment has failed, or to Delivered when every segment was delivered.
 func settle(rec *Record, now time.Time) {
-	if rec.State != Submitted && rec.State != Queued {
+	if rec.State.Final() {
 		return
 	}
 	delivered := len(rec.Segments) > 0
@@ -121,10 +118,10 @@ func settle(rec *Record, now time.Time) {
 
 // applyParked applies the parked receipts for the SMSC ids that rec has and
 // old did not, then settles rec if any of them changed it.
-func (s *Store) applyParked(tx *bolt.Tx, old, rec *Record, now time.Time) error {
+func (s *Store) applyParked(tx *bolt.Tx, old before, rec *Record, now time.Time) error {
 	applied := false
 	for i, seg := range rec.Segments {
-		if seg.SMSCID == "" || (i < len(old.Segments) && old.Segments[i].SMSCID == seg.SMSCID) {
+		if seg.SMSCID == "" || (i < len(old.smscIDs) && old.smscIDs[i] == seg.SMSCID) {
 			continue
 		}
 		p, err := unpark(tx, seg.SMSCID)
@@ -246,7 +243,7 @@ func (s *Store) expireParked(tx *bolt.Tx, now time.Time, limit int) (int, error)
 func (s *Store) PurgeParked() (int, error) {
 	now := s.opt.Now()
 	var n int
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.w.do(func(tx *bolt.Tx) error {
 		var err error
 		n, err = s.expireParked(tx, now, 0)
 		return err

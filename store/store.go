@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -9,19 +12,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 )
-
-// State is where a record is in its life.
-type State string
-
-const (
-	Queued    State = "queued"    // waiting for (another) submit attempt
-	Submitted State = "submitted" // every segment accepted by the SMSC, awaiting receipts
-	Delivered State = "delivered" // every segment delivered (final)
-	Failed    State = "failed"    // some segment failed for good, or submit failed permanently (final)
-)
-
-// Final reports whether no further change of state is expected.
-func (s State) Final() bool { return s == Delivered || s == Failed }
 
 // Segment states.
 const (
@@ -44,16 +34,21 @@ type Segment struct {
 // Event is one line of a record's history.
 type Event struct {
 	At     time.Time
-	What   string // "accepted", "submitted", "receipt", "retry", "delivered", "failed", "reported"
+	What   string // "accepted", "submitting", "submitted", "receipt", "retry", "recovered", "delivered", "failed", "expired", "cancelled", "reported"
 	Detail string
 }
 
 // Record is one (mail, recipient).
 type Record struct {
-	ID         string // assigned by Add; sortable by creation
-	Created    time.Time
-	From       string // envelope sender; "" for the null sender <>
-	Rcpt       string // RCPT TO address as given
+	ID      string // assigned by Add; sortable by creation
+	Created time.Time
+	From    string // envelope sender; "" for the null sender <>
+	Rcpt    string // RCPT TO address as given
+	// User is the AUTH identity that sent the mail ("" from a trusted
+	// network); Source, if set, is the sender id shown on the phone for
+	// this record instead of the route's default.
+	User       string `json:",omitempty"`
+	Source     string `json:",omitempty"`
 	To         string // E.164 destination, with "+"
 	MessageID  string
 	Subject    string
@@ -62,6 +57,8 @@ type Record struct {
 	DataCoding byte
 	// How the segments' user data headers are made (convert.Header):
 	// concatenation method and reference, national language shift tables.
+	// Add sets Ref: 0 for a single segment, else the next reference of the
+	// destination (see the package doc).
 	Concat                    string `json:",omitempty"`
 	Ref                       uint16 `json:",omitempty"`
 	LockingShift, SingleShift uint8  `json:",omitempty"`
@@ -76,7 +73,15 @@ type Record struct {
 	// diagnostic is LastError.
 	FailStatus string `json:",omitempty"`
 	ReportDone bool   // a report was sent, or none is due
-	Events     []Event
+	// FinalAt is when the record became final (set by the store); Purge
+	// counts the retention from it.
+	FinalAt time.Time `json:",omitzero"`
+	Events  []Event
+
+	// DuplicateOf is set by Add, instead of storing the record, when the
+	// same (MessageID, To) was accepted within Options.DedupWindow: it is
+	// the id of the earlier record, and ID is set to it too. Never stored.
+	DuplicateOf string `json:"-"`
 }
 
 // Receipt is a delivery receipt as the store needs it.
@@ -94,19 +99,20 @@ var ErrNotFound = errors.New("store: record not found")
 type Options struct {
 	Now          func() time.Time // clock; time.Now by default
 	ParkedMaxAge time.Duration    // how long a receipt for an unknown id is kept (default 1h)
+	// DedupWindow is how long a (Message-ID, destination) pair is
+	// remembered: Add does not store a record whose pair was accepted
+	// less than DedupWindow ago (default 10 minutes; negative: never).
+	DedupWindow time.Duration
+	// Retention is how long a final, reported record is kept before Purge
+	// deletes it (default 7 days; negative: Purge keeps every record).
+	Retention time.Duration
 }
 
 // Defaults for Options.
 const (
 	DefaultParkedMaxAge = time.Hour
-
-	// batchDelay is how long db.Batch waits for more callers before it
-	// commits. bbolt's default of 10 ms would be added to every DATA reply
-	// and receipt acknowledgement, several times the cost of the fsync
-	// itself; callers that arrive while a commit is running still queue up
-	// behind it and share the next one, so a short delay loses little
-	// grouping under load.
-	batchDelay = 2 * time.Millisecond
+	DefaultDedupWindow  = 10 * time.Minute
+	DefaultRetention    = 7 * 24 * time.Hour
 
 	// lockTimeout bounds the wait for the file lock, so that a second
 	// process (e.g. "smsbridge queue list" while serve runs) fails instead
@@ -121,6 +127,12 @@ func (o Options) withDefaults() Options {
 	if o.ParkedMaxAge <= 0 {
 		o.ParkedMaxAge = DefaultParkedMaxAge
 	}
+	if o.DedupWindow == 0 {
+		o.DedupWindow = DefaultDedupWindow
+	}
+	if o.Retention == 0 {
+		o.Retention = DefaultRetention
+	}
 	return o
 }
 
@@ -130,25 +142,30 @@ type Store struct {
 	opt  Options
 	ids  idGen
 	subs hub
+	w    writer
+
+	deltas map[State]int64 // state counts changed in the writer's transaction
 }
 
 // Open opens (creating if needed) the store file at path.
 func Open(path string, opt Options) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	db, err := bolt.Open(path, 0o600, boltOptions())
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	db.MaxBatchDelay = batchDelay
 	s := &Store{db: db, opt: opt.withDefaults()}
 	if err := db.Update(s.initBuckets); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	s.w.begin = func() { clear(s.deltas) }
+	s.w.end = s.writeCounts
+	s.w.start(db)
 	return s, nil
 }
 
-// initBuckets creates the buckets, checks the layout version and primes the
-// id generator with the newest id in the file.
+// initBuckets creates the buckets, checks the layout version (migrating an
+// older one) and primes the id generator with the newest id in the file.
 func (s *Store) initBuckets(tx *bolt.Tx) error {
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -157,12 +174,16 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 	}
 	meta := tx.Bucket(bucketMeta)
 	switch v := meta.Get(keyVersion); {
-	case v == nil:
-		if err := meta.Put(keyVersion, []byte(layoutVersion)); err != nil {
-			return err
+	case v == nil && tx.Bucket(bucketRecords).Stats().KeyN == 0:
+	case v == nil, string(v) == "1":
+		if err := migrate(tx); err != nil {
+			return fmt.Errorf("migrate layout %q to %q: %w", v, layoutVersion, err)
 		}
 	case string(v) != layoutVersion:
 		return fmt.Errorf("layout version %q, want %q", v, layoutVersion)
+	}
+	if err := meta.Put(keyVersion, []byte(layoutVersion)); err != nil {
+		return err
 	}
 	if k, _ := tx.Bucket(bucketRecords).Cursor().Last(); k != nil {
 		s.ids.resume(string(k))
@@ -170,8 +191,56 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 	return nil
 }
 
-// Close closes the file.
+// migrate rebuilds the derived indexes from the records, giving final
+// records a FinalAt (their last event's time) if they have none.
+func migrate(tx *bolt.Tx) error {
+	for _, name := range derivedBuckets {
+		if err := tx.DeleteBucket(name); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket(name); err != nil {
+			return err
+		}
+	}
+	var fixed []*Record
+	err := tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
+		rec, err := decode(v)
+		if err != nil {
+			return fmt.Errorf("record %s: %w", k, err)
+		}
+		if rec.State.Final() && rec.FinalAt.IsZero() {
+			rec.FinalAt = rec.Created
+			if n := len(rec.Events); n > 0 {
+				rec.FinalAt = rec.Events[n-1].At
+			}
+			fixed = append(fixed, rec)
+		}
+		for _, e := range entries(rec) {
+			if err := tx.Bucket(e.bucket).Put(e.key, e.val); err != nil {
+				return err
+			}
+		}
+		return count(tx, rec.State, +1)
+	})
+	if err != nil {
+		return err
+	}
+	for _, rec := range fixed {
+		data, err := encode(rec)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketRecords).Put([]byte(rec.ID), data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close waits for the writes in progress and closes the file. Writes after
+// Close fail with ErrClosed.
 func (s *Store) Close() error {
+	s.w.stop()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
@@ -182,10 +251,15 @@ func (s *Store) Close() error {
 // fsync'd transaction shared with concurrent callers. It returns only once the
 // commit is on disk.
 //
-// Created is set to now and NextAttempt to Created where they are zero, and an
-// "accepted" event is appended. The records in recs are changed only if the
-// commit succeeds. ctx is checked until the transaction starts to commit; a
-// cancelled Add writes nothing.
+// Created is set to now and NextAttempt to Created where they are zero, Ref is
+// set (see the package doc), and an "accepted" event is appended.
+//
+// A record whose (MessageID, To) was accepted less than Options.DedupWindow
+// ago, by an earlier Add or earlier in recs, is not stored: its DuplicateOf
+// and ID are set to the earlier record's id, and the rest is left alone.
+//
+// The records in recs are changed only if the commit succeeds. ctx is checked
+// until the transaction starts; a cancelled Add writes nothing.
 func (s *Store) Add(ctx context.Context, recs []*Record) error {
 	if len(recs) == 0 {
 		return nil
@@ -194,18 +268,35 @@ func (s *Store) Add(ctx context.Context, recs []*Record) error {
 		return fmt.Errorf("store: add: %w", err)
 	}
 	now := s.opt.Now()
-	// Everything that varies (ids, times) is fixed here, outside the batch
-	// function: db.Batch may run it more than once.
+	// Ids and times are fixed here, outside the transaction, which may run
+	// more than once; refs and duplicates are read from the file in it.
 	prepared := make([]*Record, len(recs))
 	for i, r := range recs {
 		prepared[i] = s.prepare(r, now)
 	}
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	dupOf := make([]string, len(recs))
+	err := s.w.do(func(tx *bolt.Tx) error {
 		if err := ctx.Err(); err != nil {
-			return err
+			return noWrite(err)
 		}
-		for _, r := range prepared {
-			if err := s.put(tx, nil, r); err != nil {
+		clear(dupOf)
+		for i, r := range prepared {
+			if id := s.duplicate(tx, r, now); id != "" {
+				dupOf[i] = id
+				continue
+			}
+			r.Ref = 0
+			if len(r.Segments) > 1 {
+				ref, err := nextRef(tx, r.To, now)
+				if err != nil {
+					return err
+				}
+				r.Ref = ref
+			}
+			if err := s.put(tx, before{}, r, now); err != nil {
+				return err
+			}
+			if err := s.remember(tx, r, now); err != nil {
 				return err
 			}
 		}
@@ -215,6 +306,10 @@ func (s *Store) Add(ctx context.Context, recs []*Record) error {
 		return fmt.Errorf("store: add %d records: %w", len(recs), err)
 	}
 	for i, r := range recs {
+		if dupOf[i] != "" {
+			r.ID, r.DuplicateOf = dupOf[i], dupOf[i]
+			continue
+		}
 		*r = *prepared[i]
 	}
 	return nil
@@ -231,8 +326,77 @@ func (s *Store) prepare(r *Record, now time.Time) *Record {
 	if c.NextAttempt.IsZero() {
 		c.NextAttempt = c.Created
 	}
+	c.FinalAt = time.Time{}
+	c.DuplicateOf = ""
 	c.Events = append(append([]Event(nil), r.Events...), Event{At: now, What: "accepted"})
 	return &c
+}
+
+// dedupKey is the key of the dedup index for r: MessageID ‖ 0 ‖ To, with a
+// long Message-ID replaced by its SHA-256 (bbolt keys are limited).
+func dedupKey(r *Record) []byte {
+	mid := r.MessageID
+	if len(mid) > 256 {
+		sum := sha256.Sum256([]byte(mid))
+		mid = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	k := make([]byte, 0, len(mid)+1+len(r.To))
+	return append(append(append(k, mid...), 0), r.To...)
+}
+
+// duplicate returns the id of the record accepted within the dedup window
+// with r's MessageID and To, or "".
+func (s *Store) duplicate(tx *bolt.Tx, r *Record, now time.Time) string {
+	if s.opt.DedupWindow < 0 || r.MessageID == "" {
+		return ""
+	}
+	v := tx.Bucket(bucketDedup).Get(dedupKey(r))
+	if len(v) <= 8 || now.Sub(keyTime(v[:8])) >= s.opt.DedupWindow {
+		return ""
+	}
+	return string(v[8:])
+}
+
+// remember enters r, accepted now, in the dedup index (replacing a stale
+// entry for the same pair).
+func (s *Store) remember(tx *bolt.Tx, r *Record, now time.Time) error {
+	if s.opt.DedupWindow < 0 || r.MessageID == "" {
+		return nil
+	}
+	key := dedupKey(r)
+	b, age := tx.Bucket(bucketDedup), tx.Bucket(bucketDedupAge)
+	if v := b.Get(key); len(v) > 8 {
+		if err := age.Delete(append(v[:8:8], key...)); err != nil {
+			return err
+		}
+	}
+	t := timeKey(now)
+	if err := b.Put(key, append(t, r.ID...)); err != nil {
+		return fmt.Errorf("dedup index of %s: %w", r.ID, err)
+	}
+	return age.Put(append(t[:8:8], key...), []byte{})
+}
+
+// nextRef returns the next concatenation reference for destination to and
+// records it as the last one given.
+func nextRef(tx *bolt.Tx, to string, now time.Time) (uint16, error) {
+	b, age := tx.Bucket(bucketRefs), tx.Bucket(bucketRefsAge)
+	var ref uint16
+	if v := b.Get([]byte(to)); len(v) == 10 {
+		ref = uint16(v[0])<<8 | uint16(v[1])
+		if err := age.Delete(append(v[2:10:10], to...)); err != nil {
+			return 0, err
+		}
+	}
+	ref++ // wraps at 65536
+	t := timeKey(now)
+	if err := b.Put([]byte(to), append([]byte{byte(ref >> 8), byte(ref)}, t...)); err != nil {
+		return 0, fmt.Errorf("refs of %s: %w", to, err)
+	}
+	if err := age.Put(append(t, to...), []byte{}); err != nil {
+		return 0, fmt.Errorf("refs of %s: %w", to, err)
+	}
+	return ref, nil
 }
 
 // Get returns the record with id, or ErrNotFound.
@@ -250,38 +414,47 @@ func (s *Store) Get(id string) (*Record, error) {
 }
 
 // Update reads record id, lets fn change it, and writes it back with its
-// indexes in one transaction. An SMSCID newly set on a segment is matched
-// against parked receipts in the same transaction.
+// indexes in one transaction, shared with concurrent writers (group commit).
+// An SMSCID newly set on a segment is matched against parked receipts in the
+// same transaction.
 //
-// fn is called exactly once, inside the write transaction: keep it short and
-// do not call the Store from it. If fn returns an error nothing is written and
-// Update returns that error, wrapped. fn cannot change the record's ID. Each
-// Update is a commit of its own (one fsync).
+// fn runs inside the write transaction, on a fresh copy of the record read
+// in it. It may run more than once (when the shared transaction has to be
+// run again): it must only change the record, deterministically, and must
+// not call the Store. If fn returns an error nothing is written and Update
+// returns that error, wrapped. fn cannot change the record's ID. A change of
+// state that the state machine does not allow fails with an error wrapping
+// ErrBadTransition, and nothing is written.
 func (s *Store) Update(id string, fn func(*Record) error) (*Record, error) {
 	now := s.opt.Now()
-	var rec *Record
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		old, err := load(tx, id)
+	var out *Record
+	err := s.w.do(func(tx *bolt.Tx) error {
+		out = nil
+		rec, err := load(tx, id)
 		if err != nil {
-			return err
+			return noWrite(err)
 		}
-		rec, err = load(tx, id) // a private copy for fn
-		if err != nil {
-			return err
-		}
+		old := snapshot(rec)
 		if err := fn(rec); err != nil {
-			return err
+			return noWrite(err)
 		}
-		rec.ID = old.ID
+		rec.ID = id
+		if err := checkTransition(old.state, rec); err != nil {
+			return noWrite(err)
+		}
 		if err := s.applyParked(tx, old, rec, now); err != nil {
 			return err
 		}
-		return s.put(tx, old, rec)
+		if err := s.put(tx, old, rec, now); err != nil {
+			return err
+		}
+		out = rec
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: update %s: %w", id, err)
 	}
-	return rec, nil
+	return out, nil
 }
 
 // Due returns up to limit Queued records whose NextAttempt is not after now,
@@ -368,17 +541,19 @@ func (s *Store) List(state State, limit int) ([]*Record, error) {
 	return recs, nil
 }
 
-// Counts returns the number of records in each state. Like List, it reads
-// every record.
+// Counts returns the number of records in each state that has any. The
+// counts are kept up to date in the same transactions as the records: this
+// reads one small bucket, not the records.
 func (s *Store) Counts() (map[State]int, error) {
 	counts := make(map[State]int)
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
-			st, err := decodeState(v)
-			if err != nil {
-				return fmt.Errorf("record %s: %w", k, err)
+		return tx.Bucket(bucketCounts).ForEach(func(k, v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("count of %q: bad value %x", k, v)
 			}
-			counts[st]++
+			if n := binary.BigEndian.Uint64(v); n > 0 {
+				counts[State(k)] = int(n)
+			}
 			return nil
 		})
 	})

@@ -32,6 +32,9 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 	if masked.SMSC.Password != "" {
 		masked.SMSC.Password = "********"
 	}
+	if masked.AdminToken != "" {
+		masked.AdminToken = "********"
+	}
 	fmt.Fprintln(stdout, "# effective configuration (secrets masked)")
 	if err := toml.NewEncoder(stdout).Encode(masked); err != nil {
 		fmt.Fprintln(stderr, "smsbridge check-config:", err)

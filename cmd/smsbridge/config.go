@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -19,11 +20,14 @@ import (
 // Config is the whole configuration: the file (TOML) with flags on top.
 // Every key and its default is in smsbridge.example.toml.
 type Config struct {
-	SMTPAddr        string   `toml:"smtp_addr"`
-	Domains         []string `toml:"domains"`
-	DefaultRegion   string   `toml:"default_region"`
-	DataDir         string   `toml:"data_dir"`
-	AdminAddr       string   `toml:"admin_addr"`
+	SMTPAddr      string   `toml:"smtp_addr"`
+	Domains       []string `toml:"domains"`
+	DefaultRegion string   `toml:"default_region"`
+	DataDir       string   `toml:"data_dir"`
+	AdminAddr     string   `toml:"admin_addr"`
+	// AdminToken is the bearer token of the admin API (or env
+	// SMSBRIDGE_ADMIN_TOKEN); required when admin_addr is not loopback.
+	AdminToken      string   `toml:"admin_token"`
 	TrustedNetworks []string `toml:"trusted_networks"`
 	Hostname        string   `toml:"hostname"`
 	SourceAddr      string   `toml:"source_addr"`
@@ -236,6 +240,9 @@ func parseServeFlags(args []string) (Config, error) {
 	if p := os.Getenv("SMSBRIDGE_SMSC_PASSWORD"); p != "" {
 		c.SMSC.Password = p
 	}
+	if t := os.Getenv("SMSBRIDGE_ADMIN_TOKEN"); t != "" {
+		c.AdminToken = t
+	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "smtp-addr":
@@ -300,6 +307,9 @@ func (c *Config) validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "empty")
+	}
+	if c.AdminAddr != "" && c.AdminToken == "" && !loopbackAddr(c.AdminAddr) {
+		bad("admin_token", "required when admin_addr (%s) is not a loopback address", c.AdminAddr)
 	}
 	if w := c.SMSC.Window; w < 1 || w > 1000 {
 		bad("smsc.window", "%d is not in 1..1000", w)
@@ -410,3 +420,16 @@ func (c *Config) trustedPrefixes() ([]netip.Prefix, error) {
 
 // demo reports whether smsbridge runs its own SMSC simulator.
 func (c *Config) demo() bool { return c.SMSC.Addr == "" }
+
+// loopbackAddr reports whether host:port listens on loopback only.
+func loopbackAddr(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}

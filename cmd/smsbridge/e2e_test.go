@@ -454,11 +454,58 @@ func TestDemoMode(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	resp, err := http.Get("http://" + a.adminL.Addr().String() + "/healthz")
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("/healthz: %v %v", resp, err)
+	base := "http://" + a.adminL.Addr().String()
+	if got := httpGet(t, base+"/healthz"); got != "ok\n" {
+		t.Errorf("/healthz = %q", got)
 	}
-	resp.Body.Close()
+	metrics := httpGet(t, base+"/metrics")
+	for _, want := range []string{
+		"smsbridge_segments_submitted_total 1",
+		`smsbridge_records{state="delivered"} 1`,
+		`smsbridge_receipts_total{matched="true",stat="DELIVRD"} 1`,
+		`smsbridge_reports_total{result="sent"} 1`,
+		`smsbridge_route_bound{route="default"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if got := httpGet(t, base+"/api/records/"+ids[0]); !strings.Contains(got, `"state": "delivered"`) {
+		t.Errorf("API record: %s", got)
+	}
+
+	// The queue CLI, over the API and then on the stopped server's data dir.
+	queue := func(args ...string) string {
+		var out, errOut strings.Builder
+		if status := runQueue(args, &out, &errOut); status != 0 {
+			t.Fatalf("queue %v: status %d: %s", args, status, errOut.String())
+		}
+		return out.String()
+	}
+	if got := queue("--admin-addr", a.adminL.Addr().String(), "list", "--state", "delivered"); !strings.Contains(got, ids[0]) {
+		t.Errorf("queue list:\n%s", got)
+	}
+	if got := queue("--admin-addr", a.adminL.Addr().String(), "show", ids[0]); !strings.Contains(got, "stat=DELIVRD") {
+		t.Errorf("queue show:\n%s", got)
+	}
+	a.stop()
+	if got := queue("--data-dir", cfg.DataDir, "--json", "show", ids[0]); !strings.Contains(got, `"what": "reported"`) {
+		t.Errorf("offline queue show:\n%s", got)
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s\n%s", url, resp.Status, b)
+	}
+	return string(b)
 }
 
 // TestStartFailsCleanly: a busy SMTP port is an error, not a crash, and

@@ -7,6 +7,8 @@
 //	smsbridge [serve] [flags]   run the gateway (the default)
 //	smsbridge convert [flags] FILE|-|--text STRING
 //	                            show the SMS a mail or a text becomes
+//	smsbridge queue list|show|retry|cancel
+//	                            look at and act on the queue
 //	smsbridge check-config [FILE]
 //	                            print the effective config or its errors
 //	smsbridge version           print the version
@@ -26,6 +28,8 @@ import (
 const usage = `usage: smsbridge [serve] [flags]     run the gateway (see smsbridge serve -h)
        smsbridge convert [flags] FILE|-|--text STRING
                                      show the SMS a mail or text becomes
+       smsbridge queue list|show|retry|cancel
+                                     look at and act on the queue (see smsbridge queue -h)
        smsbridge check-config [FILE]  print the effective config, or every error
        smsbridge version`
 
@@ -48,6 +52,8 @@ func run(args []string) int {
 	case "version":
 		fmt.Println(versionString())
 		return 0
+	case "queue":
+		return runQueue(args, os.Stdout, os.Stderr)
 	case "check-config":
 		return runCheckConfig(args, os.Stdout, os.Stderr)
 	case "help":

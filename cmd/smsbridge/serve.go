@@ -11,7 +11,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/smsbridge/smsbridge/admin"
 
 	"github.com/smsbridge/smsbridge/bridge"
 	"github.com/smsbridge/smsbridge/report"
@@ -39,6 +43,7 @@ type app struct {
 	smtp   *smtpd.Server
 	smtpL  net.Listener
 	adminL net.Listener
+	reg    *prometheus.Registry
 }
 
 // newApp opens the store and the listeners; run starts the work.
@@ -96,6 +101,9 @@ func (a *app) startSimulator() error {
 
 func (a *app) wire() {
 	cfg := a.cfg
+	a.reg = prometheus.NewRegistry()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		admin.NewCollector(a.st, a.routes))
 	host := cfg.hostname()
 	trusted, _ := cfg.trustedPrefixes() // validated before
 	a.smsc = smppout.New(smppout.Config{
@@ -131,6 +139,7 @@ func (a *app) wire() {
 		ReportingMTA:  host,
 		Postmaster:    postmaster,
 		ReportSuccess: reportSuccess,
+		Metrics:       bridge.NewMetrics(a.reg),
 	}, a.st, a.smsc, out, a.log.With("component", "bridge"))
 	a.smtp = smtpd.New(smtpd.Config{
 		Hostname:        host,
@@ -159,7 +168,13 @@ func (a *app) run(ctx context.Context) error {
 	g.Go(func() error { return a.smsc.Run(gctx) })
 	g.Go(func() error { return a.bridge.Run(gctx) })
 	if a.adminL != nil {
-		srv := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		h := admin.New(admin.Config{
+			Token:    a.cfg.AdminToken,
+			Routes:   a.routes,
+			Ready:    a.smsc.Bound,
+			Gatherer: a.reg,
+		}, a.st, a.log.With("component", "admin"))
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		g.Go(func() error {
 			if err := srv.Serve(a.adminL); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("admin: %w", err)
@@ -176,19 +191,9 @@ func (a *app) run(ctx context.Context) error {
 	return err
 }
 
-func (a *app) adminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.smsc.Bound() {
-			http.Error(w, "smsc not bound", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	return mux
+// routes describes the SMSC binds for the admin listener.
+func (a *app) routes() []admin.RouteStatus {
+	return []admin.RouteStatus{{Name: "default", Addr: a.cfg.SMSC.Addr, Bound: a.smsc.Bound(), Binds: 1}}
 }
 
 func (a *app) close() {

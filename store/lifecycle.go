@@ -1,0 +1,240 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// chunk is how many keys one transaction of Recover or Purge handles: small
+// enough that the writers queued behind it hardly notice, large enough that
+// a big backlog takes few commits.
+var chunk = 500
+
+// Recover moves every Submitting record back to Queued, due at now, with a
+// "recovered" event, and returns how many it moved. Call it at start-up,
+// before the dispatcher runs: a record left Submitting by a crash may have
+// had some segments accepted and not recorded, so the segments without an
+// SMSC id are submitted again (at least once). It reads the submitting
+// index, not the records.
+func (s *Store) Recover(now time.Time) (n int, err error) {
+	for {
+		var done int
+		err := s.w.do(func(tx *bolt.Tx) error {
+			done = 0
+			c := tx.Bucket(bucketSubmitting).Cursor()
+			var keys []string
+			for k, _ := c.First(); k != nil && len(keys) < chunk; k, _ = c.Next() {
+				keys = append(keys, string(k))
+			}
+			for _, id := range keys {
+				rec, err := load(tx, id)
+				if err != nil {
+					return err
+				}
+				old := snapshot(rec)
+				if rec.State != Submitting { // a stray index entry
+					if err := tx.Bucket(bucketSubmitting).Delete([]byte(id)); err != nil {
+						return err
+					}
+					continue
+				}
+				rec.State, rec.NextAttempt = Queued, now
+				rec.Events = append(rec.Events, Event{At: now, What: "recovered",
+					Detail: "recovered after restart"})
+				if err := s.put(tx, old, rec, now); err != nil {
+					return err
+				}
+				done++
+			}
+			return nil
+		})
+		n += done
+		if err != nil {
+			return n, fmt.Errorf("store: recover: %w", err)
+		}
+		if done == 0 {
+			return n, nil
+		}
+	}
+}
+
+// Cancel ends a record that is not final yet: it becomes Cancelled, with
+// LastError reason and a "cancelled" event. A final record is left alone and
+// the error wraps ErrBadTransition. The record is returned as written.
+func (s *Store) Cancel(id, reason string) (*Record, error) {
+	now := s.opt.Now()
+	var out *Record
+	err := s.w.do(func(tx *bolt.Tx) error {
+		out = nil
+		rec, err := load(tx, id)
+		if err != nil {
+			return noWrite(err)
+		}
+		old := snapshot(rec)
+		if rec.State.Final() {
+			return noWrite(fmt.Errorf("%w: %s record cannot be cancelled", ErrBadTransition, rec.State))
+		}
+		rec.State, rec.LastError = Cancelled, reason
+		rec.Events = append(rec.Events, Event{At: now, What: "cancelled", Detail: reason})
+		if err := s.put(tx, old, rec, now); err != nil {
+			return err
+		}
+		out = rec
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: cancel %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// Purge deletes what is no longer needed, in transactions of a few hundred
+// keys so that writers never wait long, and returns the number of records
+// deleted:
+//
+//   - final records whose report is done and that became final more than
+//     Options.Retention before now, with their index entries (read from the
+//     final index: live records are not looked at);
+//   - dedup entries older than Options.DedupWindow;
+//   - per-destination reference counters untouched for longer than
+//     Options.Retention;
+//   - parked receipts older than Options.ParkedMaxAge.
+//
+// It stops early, with ctx's error, when ctx is done. Run it now and then
+// (every few minutes); it never shrinks the file (see the package doc).
+func (s *Store) Purge(ctx context.Context, now time.Time) (n int, err error) {
+	if s.opt.Retention >= 0 {
+		n, err = s.sweep(ctx, bucketFinal, now.Add(-s.opt.Retention), s.purgeRecord)
+		if err != nil {
+			return n, fmt.Errorf("store: purge records: %w", err)
+		}
+	}
+	window := max(s.opt.DedupWindow, 0)
+	if _, err := s.sweep(ctx, bucketDedupAge, now.Add(-window), forget(bucketDedup)); err != nil {
+		return n, fmt.Errorf("store: purge dedup index: %w", err)
+	}
+	if retention := s.opt.Retention; retention >= 0 {
+		if _, err := s.sweep(ctx, bucketRefsAge, now.Add(-retention), forget(bucketRefs)); err != nil {
+			return n, fmt.Errorf("store: purge refs: %w", err)
+		}
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, fmt.Errorf("store: purge: %w", err)
+		}
+		var k int
+		err := s.w.do(func(tx *bolt.Tx) error {
+			var err error
+			k, err = s.expireParked(tx, now, chunk)
+			return err
+		})
+		if err != nil {
+			return n, fmt.Errorf("store: purge parked: %w", err)
+		}
+		if k < chunk {
+			return n, nil
+		}
+	}
+}
+
+// sweep calls drop for each key of the time-keyed index bucket whose time is
+// before cutoff, oldest first, chunk keys per transaction, and returns how
+// many drop counted. drop deletes what the key stands for; sweep deletes the
+// key.
+func (s *Store) sweep(ctx context.Context, bucket []byte, cutoff time.Time,
+	drop func(tx *bolt.Tx, t time.Time, rest []byte) (bool, error)) (int, error) {
+	bound := timeKey(cutoff)
+	n := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		var seen, dropped int
+		err := s.w.do(func(tx *bolt.Tx) error {
+			seen, dropped = 0, 0
+			var keys [][]byte
+			c := tx.Bucket(bucket).Cursor()
+			for k, _ := c.First(); k != nil && len(keys) < chunk && bytes.Compare(k[:8], bound) < 0; k, _ = c.Next() {
+				keys = append(keys, bytes.Clone(k))
+			}
+			for _, k := range keys {
+				if len(k) < 8 {
+					return fmt.Errorf("bad %s key %x", bucket, k)
+				}
+				ok, err := drop(tx, keyTime(k[:8]), k[8:])
+				if err != nil {
+					return err
+				}
+				if ok {
+					dropped++
+				}
+				if err := tx.Bucket(bucket).Delete(k); err != nil {
+					return err
+				}
+			}
+			seen = len(keys)
+			return nil
+		})
+		n += dropped
+		if err != nil {
+			return n, err
+		}
+		if seen < chunk {
+			return n, nil
+		}
+	}
+}
+
+// purgeRecord deletes the record of a final index entry.
+func (s *Store) purgeRecord(tx *bolt.Tx, _ time.Time, id []byte) (bool, error) {
+	rec, err := load(tx, string(id))
+	if err != nil {
+		return false, nil // a stray index entry: sweep deletes it
+	}
+	if !rec.State.Final() || !rec.ReportDone {
+		return false, nil
+	}
+	if err := s.remove(tx, rec); err != nil {
+		return false, err
+	}
+	if rec.MessageID != "" {
+		key := dedupKey(rec)
+		if v := tx.Bucket(bucketDedup).Get(key); len(v) > 8 && string(v[8:]) == rec.ID {
+			if err := tx.Bucket(bucketDedupAge).Delete(append(v[:8:8], key...)); err != nil {
+				return false, err
+			}
+			if err := tx.Bucket(bucketDedup).Delete(key); err != nil {
+				return false, err
+			}
+		}
+	}
+	return true, nil
+}
+
+// forget returns a sweep function for an index keyed (time ‖ key) over
+// bucket, whose values start with the same time: it deletes bucket's key if
+// it was not touched since.
+func forget(bucket []byte) func(tx *bolt.Tx, t time.Time, key []byte) (bool, error) {
+	return func(tx *bolt.Tx, t time.Time, key []byte) (bool, error) {
+		b := tx.Bucket(bucket)
+		v := b.Get(key)
+		if v == nil {
+			return false, nil
+		}
+		var vt []byte
+		switch {
+		case bytes.Equal(bucket, bucketRefs) && len(v) == 10:
+			vt = v[2:10]
+		case len(v) >= 8:
+			vt = v[:8]
+		}
+		if !bytes.Equal(vt, timeKey(t)) {
+			return false, nil // touched again since: a newer age key stands for it
+		}
+		return true, b.Delete(key)
+	}
+}

@@ -1,0 +1,573 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func TestRecover(t *testing.T) {
+	clk := newClock()
+	s, path := openTemp(t, Options{Now: clk.Now})
+	queued, half, none, submitted := record("+491511234561", 1), record("+491511234562", 2),
+		record("+491511234563", 1), record("+491511234564", 1)
+	mustAdd(t, s, queued, half, none, submitted)
+	toSubmitting := func(r *Record) error { r.State = Submitting; return nil }
+	mustUpdate(t, s, half.ID, toSubmitting)
+	mustUpdate(t, s, half.ID, func(r *Record) error { // the first segment made it
+		r.Segments[0].SMSCID, r.Segments[0].State = "H1", SegSubmitted
+		return nil
+	})
+	mustUpdate(t, s, none.ID, toSubmitting)
+	mustUpdate(t, s, submitted.ID, submit("S"))
+	if keys := indexKeys(t, s, bucketSubmitting); !slices.Equal(keys, []string{half.ID, none.ID}) {
+		t.Fatalf("submitting index = %q", keys)
+	}
+
+	// The crash.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Hour)
+	s, err := Open(path, Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := clk.Now()
+	n, err := s.Recover(now)
+	if err != nil || n != 2 {
+		t.Fatalf("Recover = %d, %v; want 2", n, err)
+	}
+	for _, id := range []string{half.ID, none.ID} {
+		r := mustGet(t, s, id)
+		last := r.Events[len(r.Events)-1]
+		if r.State != Queued || !r.NextAttempt.Equal(now) || last.What != "recovered" || last.Detail != "recovered after restart" {
+			t.Errorf("%s after Recover: %s next %v last event %+v", id, r.State, r.NextAttempt, last)
+		}
+	}
+	if r := mustGet(t, s, half.ID); r.Segments[0].SMSCID != "H1" || r.Segments[1].SMSCID != "" {
+		t.Errorf("segments after Recover: %+v", r.Segments)
+	}
+	if keys := indexKeys(t, s, bucketSubmitting); len(keys) != 0 {
+		t.Errorf("submitting index after Recover = %q", keys)
+	}
+	due, _, _ := s.Due(now, 0)
+	if got, want := ids(due), []string{queued.ID, half.ID, none.ID}; !slices.Equal(got, want) {
+		t.Errorf("Due = %v, want %v", got, want)
+	}
+	if got := mustGet(t, s, submitted.ID); got.State != Submitted {
+		t.Errorf("submitted record became %s", got.State)
+	}
+	// A receipt for the segment that made it still counts.
+	if _, matched, err := s.ApplyReceipt(Receipt{SMSCID: "H1", Stat: "DELIVRD"}); err != nil || !matched {
+		t.Errorf("receipt after Recover: %v %v", matched, err)
+	}
+	if n, err := s.Recover(now); err != nil || n != 0 {
+		t.Errorf("second Recover = %d, %v", n, err)
+	}
+	if counts, _ := s.Counts(); !reflect.DeepEqual(counts, map[State]int{Queued: 3, Submitted: 1}) {
+		t.Errorf("Counts = %v", counts)
+	}
+}
+
+func TestRecoverMoreThanAChunk(t *testing.T) {
+	defer func(c int) { chunk = c }(chunk)
+	chunk = 3
+	s, _ := openTemp(t, Options{Now: newClock().Now})
+	var recs []*Record
+	for range 10 {
+		recs = append(recs, record("+491511234567", 1))
+	}
+	mustAdd(t, s, recs...)
+	for _, r := range recs {
+		mustUpdate(t, s, r.ID, func(r *Record) error { r.State = Submitting; return nil })
+	}
+	if n, err := s.Recover(t0); err != nil || n != 10 {
+		t.Fatalf("Recover = %d, %v", n, err)
+	}
+	if due := indexKeys(t, s, bucketDue); len(due) != 10 {
+		t.Errorf("%d due", len(due))
+	}
+}
+
+func TestReceiptsWhileSubmitting(t *testing.T) {
+	tests := []struct {
+		name      string
+		stats     []string // receipts for segments 1 and 2 (both have ids)
+		wantState State
+	}{
+		{"one part failed fails the record", []string{"UNDELIV"}, Failed},
+		{"all parts delivered before the state says submitted", []string{"DELIVRD", "DELIVRD"}, Delivered},
+		{"some parts delivered stays submitting", []string{"DELIVRD"}, Submitting},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := openTemp(t, Options{Now: newClock().Now})
+			r := record("+491511234567", 2)
+			mustAdd(t, s, r)
+			mustUpdate(t, s, r.ID, func(r *Record) error {
+				r.State = Submitting
+				for i := range r.Segments {
+					r.Segments[i].SMSCID, r.Segments[i].State = fmt.Sprint("W", i+1), SegSubmitted
+				}
+				return nil
+			})
+			for i, st := range tc.stats {
+				if _, _, err := s.ApplyReceipt(Receipt{SMSCID: fmt.Sprint("W", i+1), Stat: st}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := mustGet(t, s, r.ID)
+			if got.State != tc.wantState {
+				t.Errorf("state %s, want %s", got.State, tc.wantState)
+			}
+			inIndex := len(indexKeys(t, s, bucketSubmitting)) == 1
+			if inIndex != (tc.wantState == Submitting) {
+				t.Errorf("in submitting index: %v", inIndex)
+			}
+		})
+	}
+}
+
+func TestCancel(t *testing.T) {
+	for _, from := range States {
+		t.Run("from "+string(from), func(t *testing.T) {
+			s, _ := openTemp(t, Options{Now: newClock().Now})
+			r := into(t, s, from)
+			got, err := s.Cancel(r.ID, "operator: wrong number")
+			if from.Final() {
+				if !errors.Is(err, ErrBadTransition) || got != nil {
+					t.Fatalf("Cancel = %v, %v; want ErrBadTransition", got, err)
+				}
+				if stored := mustGet(t, s, r.ID); !reflect.DeepEqual(stored, r) {
+					t.Errorf("record changed: %+v", stored)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			last := got.Events[len(got.Events)-1]
+			if got.State != Cancelled || got.LastError != "operator: wrong number" ||
+				last.What != "cancelled" || last.Detail != "operator: wrong number" || got.FinalAt.IsZero() {
+				t.Errorf("after Cancel: %s %q %+v FinalAt %v", got.State, got.LastError, last, got.FinalAt)
+			}
+			if due := indexKeys(t, s, bucketDue); len(due) != 0 {
+				t.Errorf("due index %q", due)
+			}
+			if rep := indexKeys(t, s, bucketReport); !slices.Equal(rep, []string{r.ID}) {
+				t.Errorf("report index %q", rep)
+			}
+		})
+	}
+	s, _ := openTemp(t, Options{})
+	if _, err := s.Cancel("nope", "x"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Cancel unknown: %v", err)
+	}
+}
+
+func TestCountsFollowEveryChange(t *testing.T) {
+	clk := newClock()
+	s, path := openTemp(t, Options{Now: clk.Now, Retention: time.Hour})
+	check := func(step string) {
+		t.Helper()
+		counts, err := s.Counts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, _ := s.List("", 0)
+		want := map[State]int{}
+		for _, r := range all {
+			want[r.State]++
+		}
+		if !reflect.DeepEqual(counts, want) {
+			t.Errorf("%s: Counts = %v, records say %v", step, counts, want)
+		}
+	}
+	check("empty")
+	var recs []*Record
+	for i := range 6 {
+		recs = append(recs, record(fmt.Sprint("+49151123456", i), 1))
+	}
+	mustAdd(t, s, recs...)
+	check("added")
+	mustUpdate(t, s, recs[0].ID, func(r *Record) error { r.State = Submitting; return nil })
+	mustUpdate(t, s, recs[1].ID, submit("C"))
+	check("submitting, submitted")
+	if _, _, err := s.ApplyReceipt(Receipt{SMSCID: "C1", Stat: "DELIVRD"}); err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, s, recs[2].ID, func(r *Record) error { r.State = Expired; return nil })
+	if _, err := s.Cancel(recs[3].ID, "x"); err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, s, recs[4].ID, func(r *Record) error { r.State = Failed; return nil })
+	check("final")
+	if _, err := s.Update(recs[5].ID, func(r *Record) error { r.State = "bogus"; return nil }); err == nil {
+		t.Fatal("unknown state accepted")
+	}
+	check("refused")
+	if _, err := s.Recover(clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	check("recovered")
+	for _, r := range recs[1:5] {
+		mustUpdate(t, s, r.ID, func(r *Record) error { r.ReportDone = true; return nil })
+	}
+	clk.Add(2 * time.Hour)
+	if n, err := s.Purge(context.Background(), clk.Now()); err != nil || n != 4 {
+		t.Fatalf("Purge = %d, %v", n, err)
+	}
+	check("purged")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check("reopened")
+}
+
+func TestRefs(t *testing.T) {
+	const a, b = "+491511111111", "+491512222222"
+	clk := newClock()
+	s, path := openTemp(t, Options{Now: clk.Now})
+	add := func(recs ...*Record) []uint16 {
+		t.Helper()
+		mustAdd(t, s, recs...)
+		var refs []uint16
+		for _, r := range recs {
+			refs = append(refs, r.Ref)
+		}
+		return refs
+	}
+	tests := []struct {
+		name string
+		recs []*Record
+		want []uint16
+	}{
+		{"first multipart to a destination gets 1", []*Record{record(a, 2)}, []uint16{1}},
+		{"next one gets 2", []*Record{record(a, 3)}, []uint16{2}},
+		{"single segment has none and uses none", []*Record{record(a, 1)}, []uint16{0}},
+		{"another destination counts on its own", []*Record{record(b, 2)}, []uint16{1}},
+		{"one Add, several records", []*Record{record(a, 2), record(b, 2), record(a, 2)}, []uint16{3, 2, 4}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := add(tc.recs...); !slices.Equal(got, tc.want) {
+				t.Errorf("refs %v, want %v", got, tc.want)
+			}
+			for _, r := range tc.recs {
+				if stored := mustGet(t, s, r.ID); stored.Ref != r.Ref {
+					t.Errorf("stored ref %d, returned %d", stored.Ref, r.Ref)
+				}
+			}
+		})
+	}
+	t.Run("a ref given by the caller is replaced", func(t *testing.T) {
+		r := record(a, 2)
+		r.Ref = 0xBEEF
+		if got := add(r); got[0] != 5 {
+			t.Errorf("ref %d, want 5", got[0])
+		}
+		r = record(a, 1)
+		r.Ref = 0xBEEF
+		if got := add(r); got[0] != 0 {
+			t.Errorf("single segment ref %d, want 0", got[0])
+		}
+	})
+	t.Run("survives a restart", func(t *testing.T) {
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if s, err = Open(path, Options{Now: clk.Now}); err != nil {
+			t.Fatal(err)
+		}
+		if got := add(record(a, 2)); got[0] != 6 {
+			t.Errorf("ref after reopen %d, want 6", got[0])
+		}
+	})
+	t.Run("wraps at 65536", func(t *testing.T) {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			v := append([]byte{0xFF, 0xFF}, timeKey(clk.Now())...)
+			return tx.Bucket(bucketRefs).Put([]byte(b), v)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := add(record(b, 2), record(b, 2)); !slices.Equal(got, []uint16{0, 1}) {
+			t.Errorf("refs after 65535: %v", got)
+		}
+	})
+	s.Close()
+}
+
+func TestRefsUniqueUnderConcurrentAdds(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	const n = 64
+	refs := make(chan uint16, n)
+	done := make(chan error, n)
+	for range n {
+		go func() {
+			r := record("+491511234567", 2)
+			err := s.Add(context.Background(), []*Record{r})
+			refs <- r.Ref
+			done <- err
+		}()
+	}
+	seen := map[uint16]bool{}
+	for range n {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		seen[<-refs] = true
+	}
+	if len(seen) != n || seen[0] || !seen[n] {
+		t.Errorf("refs not 1..%d: %v", n, seen)
+	}
+}
+
+func TestDedup(t *testing.T) {
+	const a, b = "+491511111111", "+491512222222"
+	mail := func(msgid, to string) *Record {
+		r := record(to, 1)
+		r.MessageID = msgid
+		return r
+	}
+	type step struct {
+		after time.Duration // clock moves first
+		recs  []*Record     // one Add
+		dupOf []int         // per record: index in the steps' records (flattened) of the original, or -1
+	}
+	tests := []struct {
+		name   string
+		window time.Duration
+		steps  []step
+	}{
+		{"same mail again within the window is a duplicate", 0, []step{
+			{0, []*Record{mail("<m1@x>", a)}, []int{-1}},
+			{9 * time.Minute, []*Record{mail("<m1@x>", a)}, []int{0}},
+		}},
+		{"after the window it is sent again", 0, []step{
+			{0, []*Record{mail("<m1@x>", a)}, []int{-1}},
+			{10 * time.Minute, []*Record{mail("<m1@x>", a)}, []int{-1}},
+			{time.Minute, []*Record{mail("<m1@x>", a)}, []int{1}},
+		}},
+		{"the window counts from the first acceptance", 0, []step{
+			{0, []*Record{mail("<m1@x>", a)}, []int{-1}},
+			{6 * time.Minute, []*Record{mail("<m1@x>", a)}, []int{0}},
+			{6 * time.Minute, []*Record{mail("<m1@x>", a)}, []int{-1}},
+		}},
+		{"same mail to two recipients is not a duplicate", 0, []step{
+			{0, []*Record{mail("<m1@x>", a), mail("<m1@x>", b)}, []int{-1, -1}},
+			{time.Minute, []*Record{mail("<m1@x>", a), mail("<m1@x>", b)}, []int{0, 1}},
+		}},
+		{"twice in one Add", 0, []step{
+			{0, []*Record{mail("<m1@x>", a), mail("<m1@x>", a)}, []int{-1, 0}},
+		}},
+		{"empty Message-ID never deduplicates", 0, []step{
+			{0, []*Record{mail("", a), mail("", a)}, []int{-1, -1}},
+			{time.Second, []*Record{mail("", a)}, []int{-1}},
+		}},
+		{"other Message-ID is another mail", 0, []step{
+			{0, []*Record{mail("<m1@x>", a)}, []int{-1}},
+			{time.Second, []*Record{mail("<m2@x>", a)}, []int{-1}},
+		}},
+		{"negative window disables", -1, []step{
+			{0, []*Record{mail("<m1@x>", a)}, []int{-1}},
+			{time.Second, []*Record{mail("<m1@x>", a)}, []int{-1}},
+		}},
+		{"a shorter window", time.Minute, []step{
+			{0, []*Record{mail("<m1@x>", a)}, []int{-1}},
+			{59 * time.Second, []*Record{mail("<m1@x>", a)}, []int{0}},
+			{time.Second, []*Record{mail("<m1@x>", a)}, []int{-1}},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newClock()
+			s, _ := openTemp(t, Options{Now: clk.Now, DedupWindow: tc.window})
+			var all []*Record
+			stored := 0
+			for i, st := range tc.steps {
+				clk.Add(st.after)
+				mustAdd(t, s, st.recs...)
+				all = append(all, st.recs...)
+				for j, r := range st.recs {
+					want := ""
+					if st.dupOf[j] >= 0 {
+						want = all[st.dupOf[j]].ID
+					} else {
+						stored++
+					}
+					if r.DuplicateOf != want || (want != "" && r.ID != want) {
+						t.Errorf("step %d record %d: DuplicateOf %q ID %q, want %q", i, j, r.DuplicateOf, r.ID, want)
+					}
+				}
+			}
+			if recs, _ := s.List("", 0); len(recs) != stored {
+				t.Errorf("%d records stored, want %d", len(recs), stored)
+			}
+			if counts, _ := s.Counts(); counts[Queued] != stored {
+				t.Errorf("Counts = %v, want %d queued", counts, stored)
+			}
+		})
+	}
+}
+
+func TestDedupLongMessageID(t *testing.T) {
+	s, _ := openTemp(t, Options{Now: newClock().Now})
+	long := "<" + string(make([]byte, 40000)) + "@x>" // longer than a bbolt key may be
+	a, b := record("+491511234567", 1), record("+491511234567", 1)
+	a.MessageID, b.MessageID = long, long
+	mustAdd(t, s, a)
+	mustAdd(t, s, b)
+	if b.DuplicateOf != a.ID {
+		t.Errorf("DuplicateOf %q, want %q", b.DuplicateOf, a.ID)
+	}
+}
+
+func TestPurge(t *testing.T) {
+	const retention = 24 * time.Hour
+	clk := newClock()
+	s, _ := openTemp(t, Options{Now: clk.Now, Retention: retention, ParkedMaxAge: time.Hour})
+	mk := func(to, msgid string, segs int) *Record {
+		r := record(to, segs)
+		r.MessageID = msgid
+		mustAdd(t, s, r)
+		return r
+	}
+	deliver := func(r *Record, prefix string, reported bool) {
+		mustUpdate(t, s, r.ID, submit(prefix))
+		for i := range r.Segments {
+			if _, _, err := s.ApplyReceipt(Receipt{SMSCID: fmt.Sprint(prefix, i+1), Stat: "DELIVRD"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if reported {
+			mustUpdate(t, s, r.ID, func(r *Record) error { r.ReportDone = true; return nil })
+		}
+	}
+	// Two days ago.
+	old := mk("+491510000001", "<old@x>", 2)
+	deliver(old, "O", true)
+	oldUnreported := mk("+491510000002", "<unrep@x>", 1)
+	deliver(oldUnreported, "U", false)
+	oldQueued := mk("+491510000003", "<q@x>", 1)
+	oldSubmitted := mk("+491510000004", "<s@x>", 1)
+	mustUpdate(t, s, oldSubmitted.ID, submit("S"))
+	oldCancelled := mk("+491510000005", "", 1)
+	if _, err := s.Cancel(oldCancelled.ID, "x"); err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, s, oldCancelled.ID, func(r *Record) error { r.ReportDone = true; return nil })
+	if _, _, err := s.ApplyReceipt(Receipt{SMSCID: "never-seen", Stat: "DELIVRD"}); err != nil {
+		t.Fatal(err)
+	}
+	// Now.
+	clk.Add(2 * retention)
+	recent := mk("+491510000006", "<new@x>", 2)
+	deliver(recent, "N", true)
+	if _, _, err := s.ApplyReceipt(Receipt{SMSCID: "seen-lately", Stat: "DELIVRD"}); err != nil {
+		t.Fatal(err)
+	}
+
+	n, err := s.Purge(context.Background(), clk.Now())
+	if err != nil || n != 2 {
+		t.Fatalf("Purge = %d, %v; want 2", n, err)
+	}
+	for _, r := range []*Record{old, oldCancelled} {
+		if _, err := s.Get(r.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s still there: %v", r.ID, err)
+		}
+	}
+	for _, r := range []*Record{oldUnreported, oldQueued, oldSubmitted, recent} {
+		got := mustGet(t, s, r.ID)
+		if got.ID != r.ID {
+			t.Errorf("live record %s damaged", r.ID)
+		}
+	}
+	if got := indexKeys(t, s, bucketSMSC); !slices.Equal(got, []string{"N1", "N2", "S1", "U1"}) {
+		t.Errorf("smscid index %q", got)
+	}
+	if got := indexKeys(t, s, bucketFinal); !slices.Equal(got, []string{string(timeIDKey(mustGet(t, s, recent.ID).FinalAt, recent.ID))}) {
+		t.Errorf("final index %q", got)
+	}
+	if got := indexKeys(t, s, bucketReport); !slices.Equal(got, []string{oldUnreported.ID}) {
+		t.Errorf("report index %q", got)
+	}
+	if got := len(indexKeys(t, s, bucketDue)); got != 1 {
+		t.Errorf("%d due", got)
+	}
+	if got := indexKeys(t, s, bucketDedup); !slices.Equal(got, []string{"<new@x>\x00+491510000006"}) {
+		t.Errorf("dedup index %q", got)
+	}
+	if got := len(indexKeys(t, s, bucketDedupAge)); got != 1 {
+		t.Errorf("dedup_age has %d keys", got)
+	}
+	if got := indexKeys(t, s, bucketRefs); !slices.Equal(got, []string{"+491510000006"}) {
+		t.Errorf("refs %q", got)
+	}
+	if got := len(indexKeys(t, s, bucketRefsAge)); got != 1 {
+		t.Errorf("refs_age has %d keys", got)
+	}
+	if got := indexKeys(t, s, bucketParked); !slices.Equal(got, []string{"seen-lately"}) {
+		t.Errorf("parked %q", got)
+	}
+	if counts, _ := s.Counts(); !reflect.DeepEqual(counts, map[State]int{Queued: 1, Submitted: 1, Delivered: 2}) {
+		t.Errorf("Counts = %v", counts)
+	}
+	if n, err := s.Purge(context.Background(), clk.Now()); err != nil || n != 0 {
+		t.Errorf("second Purge = %d, %v", n, err)
+	}
+}
+
+func TestPurgeInChunks(t *testing.T) {
+	defer func(c int) { chunk = c }(chunk)
+	chunk = 4
+	clk := newClock()
+	s, _ := openTemp(t, Options{Now: clk.Now, Retention: time.Hour})
+	var recs []*Record
+	for i := range 11 {
+		r := record("+491511234567", 1)
+		r.MessageID = fmt.Sprint(i)
+		recs = append(recs, r)
+	}
+	mustAdd(t, s, recs...)
+	for _, r := range recs {
+		mustUpdate(t, s, r.ID, func(r *Record) error { r.State, r.ReportDone = Failed, true; return nil })
+	}
+	clk.Add(2 * time.Hour)
+	before := commits(t, s)
+	n, err := s.Purge(context.Background(), clk.Now())
+	if err != nil || n != 11 {
+		t.Fatalf("Purge = %d, %v", n, err)
+	}
+	if c := commits(t, s) - before; c < 3 {
+		t.Errorf("%d commits, want at least 3 of %d keys", c, chunk)
+	}
+	for _, b := range [][]byte{bucketRecords, bucketFinal, bucketDedup, bucketDedupAge, bucketCounts} {
+		if keys := indexKeys(t, s, b); len(keys) != 0 {
+			t.Errorf("%s has %d keys", b, len(keys))
+		}
+	}
+}
+
+func TestPurgeStopsWithContext(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Purge(ctx, time.Now()); !errors.Is(err, context.Canceled) {
+		t.Errorf("Purge = %v", err)
+	}
+}

@@ -1,0 +1,168 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestRoundSurvivesAFailedCall holds the writer in one call while others
+// queue, so that they share the next round, in which one call fails after
+// writing: it alone gets the error, the others are run again and commit.
+func TestRoundSurvivesAFailedCall(t *testing.T) {
+	s, _ := openTemp(t, Options{Now: newClock().Now})
+	var recs []*Record
+	for range 5 {
+		recs = append(recs, record("+491511234567", 1))
+	}
+	mustAdd(t, s, recs...)
+
+	hold, release := make(chan struct{}), make(chan struct{})
+	go s.Update(recs[0].ID, func(*Record) error { close(hold); <-release; return nil })
+	<-hold
+
+	var runs atomic.Int32
+	var wg sync.WaitGroup
+	errs := make([]error, len(recs))
+	for i, r := range recs[1:] {
+		wg.Go(func() {
+			_, errs[i+1] = s.Update(r.ID, func(r *Record) error {
+				runs.Add(1)
+				r.Attempts++
+				return nil
+			})
+		})
+	}
+	boom := make(chan error, 1)
+	go func() {
+		boom <- s.w.do(func(tx *bolt.Tx) error {
+			if err := tx.Bucket(bucketMeta).Put([]byte("junk"), []byte("x")); err != nil {
+				return err
+			}
+			return errors.New("failed after writing")
+		})
+	}()
+	waitQueued(t, s, len(recs)) // 4 updates and the failing call
+	close(release)
+	wg.Wait()
+	if err := <-boom; err == nil || err.Error() != "failed after writing" {
+		t.Errorf("failing call got %v", err)
+	}
+	for i, err := range errs[1:] {
+		if err != nil {
+			t.Errorf("update %d: %v", i+1, err)
+		}
+	}
+	for _, r := range recs[1:] {
+		if got := mustGet(t, s, r.ID); got.Attempts != 1 {
+			t.Errorf("%s: %d attempts, want 1", r.ID, got.Attempts)
+		}
+	}
+	if n := runs.Load(); n < 4 || n > 8 {
+		t.Errorf("update functions ran %d times", n)
+	}
+	if keys := indexKeys(t, s, bucketMeta); len(keys) != 1 {
+		t.Errorf("rolled-back write is in the file: %q", keys)
+	}
+}
+
+func waitQueued(t *testing.T, s *Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.w.mu.Lock()
+		q := len(s.w.queue)
+		s.w.mu.Unlock()
+		if q >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls queued, want %d", q, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestUpdateFnErrorDoesNotDisturbOthers(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	a, b := record("+491511234567", 1), record("+491511234568", 1)
+	mustAdd(t, s, a, b)
+	hold, release := make(chan struct{}), make(chan struct{})
+	go s.Update(a.ID, func(*Record) error { close(hold); <-release; return nil })
+	<-hold
+	var wg sync.WaitGroup
+	var errA, errB error
+	wg.Go(func() {
+		_, errA = s.Update(a.ID, func(r *Record) error { r.State = Delivered; return nil })
+	})
+	wg.Go(func() { _, errB = s.Update(b.ID, submit("B")) })
+	waitQueued(t, s, 2)
+	close(release)
+	wg.Wait()
+	if !errors.Is(errA, ErrBadTransition) || errB != nil {
+		t.Fatalf("errors %v, %v", errA, errB)
+	}
+	if got := mustGet(t, s, b.ID); got.State != Submitted {
+		t.Errorf("b is %s", got.State)
+	}
+}
+
+func TestUpdatePanicIsAnError(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	r := record("+491511234567", 1)
+	mustAdd(t, s, r)
+	if _, err := s.Update(r.ID, func(*Record) error { panic("oops") }); err == nil {
+		t.Fatal("no error")
+	}
+	mustUpdate(t, s, r.ID, submit("P")) // the writer still works
+}
+
+func TestWritesAfterClose(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	r := record("+491511234567", 1)
+	mustAdd(t, s, r)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(context.Background(), []*Record{record("+491511234567", 1)}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Add after Close: %v", err)
+	}
+	if _, err := s.Update(r.ID, submit("X")); !errors.Is(err, ErrClosed) {
+		t.Errorf("Update after Close: %v", err)
+	}
+}
+
+// TestLoneWriteIsNotDelayed: with nobody else writing, an Update costs one
+// commit and takes about as long as a bare bbolt commit: no batching timer.
+func TestLoneWriteIsNotDelayed(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	r := record("+491511234567", 1)
+	mustAdd(t, s, r)
+	const n = 20
+	start := time.Now()
+	for range n {
+		err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put([]byte("x"), []byte("y")) })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	bare := time.Since(start) / n
+	before := commits(t, s)
+	start = time.Now()
+	for range n {
+		mustUpdate(t, s, r.ID, func(r *Record) error { r.Attempts++; return nil })
+	}
+	per := time.Since(start) / n
+	t.Logf("%v per lone Update, %v per bare commit", per, bare)
+	if c := commits(t, s) - before; c != n {
+		t.Errorf("%d Updates in %d commits", n, c)
+	}
+	if per > 3*bare+2*time.Millisecond {
+		t.Errorf("%v per lone Update, %v per bare commit", per, bare)
+	}
+}
