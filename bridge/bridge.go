@@ -5,6 +5,7 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -30,6 +31,7 @@ type Config struct {
 	ReportingMTA  string        // our host name, for reports
 	Postmaster    string        // From of reports
 	ReportSuccess bool          // send a report when an SMS is delivered, not only on failure
+	PurgeEvery    time.Duration // how often final records past retention are purged; default 10 min
 	Now           func() time.Time
 	Metrics       *Metrics // nil: metrics kept but not registered
 }
@@ -46,6 +48,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Validity == 0 {
 		c.Validity = 48 * time.Hour
+	}
+	if c.PurgeEvery == 0 {
+		c.PurgeEvery = 10 * time.Minute
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 100
@@ -84,6 +89,8 @@ type Store interface {
 	ApplyReceipt(rc store.Receipt) (*store.Record, bool, error)
 	Reportable(limit int) ([]*store.Record, error)
 	Changed() <-chan struct{}
+	Recover(now time.Time) (int, error)
+	Purge(ctx context.Context, now time.Time) (int, error)
 }
 
 // Bridge moves records between the store, the SMSC and the report sender.
@@ -120,8 +127,20 @@ func New(cfg Config, st Store, smsc SMSC, out report.Sender, log *slog.Logger) *
 
 // Run dispatches and reports until ctx is done. Submits already handed to
 // the SMSC are waited for, so that their ids are recorded before Run returns.
+//
+// It starts by putting back in the queue the records a crash left in
+// Submitting: their segments without an SMSC id are sent again (at least
+// once; the duplicates are at most what was in flight at the crash).
 func (b *Bridge) Run(ctx context.Context) error {
+	n, err := b.st.Recover(b.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("bridge: recover: %w", err)
+	}
+	if n > 0 {
+		b.log.Warn("records left in submitting by a crash are queued again", "records", n)
+	}
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return b.purgeLoop(ctx) })
 	g.Go(func() error { return b.dispatchLoop(ctx) })
 	g.Go(func() error { return b.reportLoop(ctx) })
 	return g.Wait()
@@ -148,4 +167,24 @@ func (b *Bridge) backoff(attempts int) time.Duration {
 	}
 	d = min(d, b.cfg.RetryMax)
 	return d/2 + rand.N(d/2+1)
+}
+
+// purgeLoop removes final, reported records past the store's retention.
+func (b *Bridge) purgeLoop(ctx context.Context) error {
+	t := time.NewTicker(b.cfg.PurgeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n, err := b.st.Purge(ctx, b.cfg.Now())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			b.log.Error("purge", "err", err)
+		case n > 0:
+			b.log.Info("purged records past retention", "records", n)
+		}
+	}
 }

@@ -33,7 +33,12 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg Config, sc smsctest.Config) *harness {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "test.db"), store.Options{})
+	return newHarnessAt(t, filepath.Join(t.TempDir(), "test.db"), cfg, sc)
+}
+
+func newHarnessAt(t *testing.T, path string, cfg Config, sc smsctest.Config) *harness {
+	t.Helper()
+	st, err := store.Open(path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,8 +145,8 @@ func TestSubmitOutcomes(t *testing.T) {
 		{"system error twice then accepted", 0x08, 2, 0, store.Delivered, "2.0.0", "retry", 3},
 		{"throttled twice pauses, no attempt lost", 0x58, 2, 0, store.Delivered, "2.0.0", "throttled", 1},
 		{"queue full twice pauses, no attempt lost", 0x14, 2, 0, store.Delivered, "2.0.0", "throttled", 1},
-		{"temporary error past the validity period expires", 0x08, -1, 150 * time.Millisecond, store.Failed, "5.4.7", "retry", -1},
-		{"throttled past the validity period expires", 0x58, -1, 150 * time.Millisecond, store.Failed, "5.4.7", "throttled", 0},
+		{"temporary error past the validity period expires", 0x08, -1, 150 * time.Millisecond, store.Expired, "5.4.7", "retry", -1},
+		{"throttled past the validity period expires", 0x58, -1, 150 * time.Millisecond, store.Expired, "5.4.7", "throttled", 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -340,7 +345,7 @@ func TestReceiptBeforeSubmitResp(t *testing.T) {
 	for _, e := range rec.Events {
 		order = append(order, e.What)
 	}
-	if got := strings.Join(order, ","); !strings.HasPrefix(got, "accepted,submitted,receipt,delivered") {
+	if got := strings.Join(order, ","); !strings.HasPrefix(got, "accepted,submitting,submitted,receipt,delivered") {
 		t.Errorf("events %s", got)
 	}
 }
@@ -453,5 +458,45 @@ func TestOrderPerDestination(t *testing.T) {
 		if want := fmt.Sprintf("msg %02d", i); text != want {
 			t.Fatalf("message %d to the number is %q, want %q (order %v)", i, text, want, got)
 		}
+	}
+}
+
+// TestRecoverAfterCrash: a record a crash left in Submitting, one of its two
+// segments accepted, is queued again at start-up and only the segment
+// without an SMSC id is sent.
+func TestRecoverAfterCrash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.db")
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &store.Record{From: "a@x.test", Rcpt: "+14155550123@sms.test", To: "+14155550123",
+		Segments: []store.Segment{{Payload: []byte("one")}, {Payload: []byte("two")}}}
+	if err := st.Add(context.Background(), []*store.Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.Update(rec.ID, func(r *store.Record) error {
+		r.State = store.Submitting
+		r.Segments[0].SMSCID, r.Segments[0].State = "earlier-1", store.SegSubmitted
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	// Restart: a harness over the same file.
+	h := newHarnessAt(t, path, Config{}, smsctest.Config{})
+	msgs, err := h.sim.WaitMessages(ctxFor(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if msgs = h.sim.Messages(); len(msgs) != 1 || !bytes.HasSuffix(msgs[0].ShortMessage, []byte("two")) {
+		t.Fatalf("after recovery the SMSC got %d submits: %+v", len(msgs), msgs)
+	}
+	got, _ := h.st.Get(rec.ID)
+	if got.State != store.Submitted || got.Segments[0].SMSCID != "earlier-1" || got.Segments[1].SMSCID == "" {
+		t.Errorf("record %s segments %+v", got.State, got.Segments)
 	}
 }

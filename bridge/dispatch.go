@@ -157,15 +157,28 @@ func (b *Bridge) unthrottled() {
 	b.mu.Unlock()
 }
 
-// submitFresh submits rec as the store has it now: the copy from Due may be
-// stale, e.g. submitted meanwhile by a worker that finished after Due.
+// errNotDue: the record changed since Due listed it.
+var errNotDue = errors.New("record no longer due")
+
+// submitFresh moves rec to Submitting, as the store has it now (the copy
+// from Due may be stale), and submits it. A crash from here on leaves it in
+// Submitting, which Recover puts back in the queue at start-up.
 func (b *Bridge) submitFresh(ctx context.Context, rec *store.Record) {
-	fresh, err := b.st.Get(rec.ID)
-	if err != nil {
-		b.log.Error("dispatch: reading record", "id", rec.ID, "err", err)
+	now := b.cfg.Now()
+	fresh, err := b.st.Update(rec.ID, func(r *store.Record) error {
+		if r.State != store.Queued || r.NextAttempt.After(now) {
+			return errNotDue
+		}
+		r.State = store.Submitting
+		r.Events = append(r.Events, store.Event{At: now, What: "submitting",
+			Detail: fmt.Sprintf("attempt %d", r.Attempts+1)})
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNotDue):
 		return
-	}
-	if fresh.State != store.Queued || fresh.NextAttempt.After(b.cfg.Now()) {
+	case err != nil:
+		b.log.Error("dispatch: taking record", "id", rec.ID, "err", err)
 		return
 	}
 	b.submit(ctx, fresh)
@@ -175,7 +188,7 @@ func (b *Bridge) submitFresh(ctx context.Context, rec *store.Record) {
 // order, recording each id as soon as it arrives.
 func (b *Bridge) submit(ctx context.Context, rec *store.Record) {
 	if b.cfg.Now().Sub(rec.Created) > b.cfg.Validity {
-		b.fail(rec.ID, statusExpired, "smpp; validity period passed before the SMSC accepted the message; last error: "+rec.LastError)
+		b.fail(rec.ID, store.Expired, statusExpired, "smpp; validity period passed before the SMSC accepted the message; last error: "+rec.LastError)
 		return
 	}
 	for i, seg := range rec.Segments {
@@ -247,7 +260,7 @@ func (b *Bridge) recordSMSCID(id string, i int, smscID string) error {
 		}
 		r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "submitted",
 			Detail: fmt.Sprintf("seg %d/%d smsc_id=%s", i+1, len(r.Segments), smscID)})
-		if r.State == store.Queued && allSubmitted(r) {
+		if (r.State == store.Submitting || r.State == store.Queued) && allSubmitted(r) {
 			r.State = store.Submitted
 			r.Attempts++
 			r.LastError = ""
@@ -278,7 +291,7 @@ func (b *Bridge) submitFailed(rec *store.Record, i int, err error) {
 	switch {
 	case isStatus && !se.Temporary():
 		b.cfg.Metrics.submitErrors.WithLabelValues("permanent").Inc()
-		b.fail(rec.ID, submitStatus(se.Status), fmt.Sprintf("smpp; submit_sm command_status=0x%08X", se.Status))
+		b.fail(rec.ID, store.Failed, submitStatus(se.Status), fmt.Sprintf("smpp; submit_sm command_status=0x%08X", se.Status))
 		return
 	case isStatus && throttling[se.Status]:
 		b.cfg.Metrics.submitErrors.WithLabelValues("throttled").Inc()
@@ -288,14 +301,18 @@ func (b *Bridge) submitFailed(rec *store.Record, i int, err error) {
 	}
 	b.cfg.Metrics.submitErrors.WithLabelValues("temporary").Inc()
 	now := b.cfg.Now()
-	var failed bool
+	var expired, exhausted bool
 	_, uerr := b.st.Update(rec.ID, func(r *store.Record) error {
 		r.Attempts++
 		r.LastError = err.Error()
 		r.NextAttempt = now.Add(b.backoff(r.Attempts))
-		if r.NextAttempt.Sub(r.Created) > b.cfg.Validity || r.Attempts >= b.cfg.MaxAttempts {
-			failed = true
-			return nil
+		expired = r.NextAttempt.Sub(r.Created) > b.cfg.Validity
+		exhausted = r.Attempts >= b.cfg.MaxAttempts
+		if expired || exhausted {
+			return nil // fail below, in one place
+		}
+		if r.State == store.Submitting {
+			r.State = store.Queued
 		}
 		r.Events = append(r.Events, store.Event{At: now, What: "retry",
 			Detail: fmt.Sprintf("seg %d/%d: %v; next attempt %s", i+1, len(r.Segments), err, r.NextAttempt.Format(time.RFC3339))})
@@ -305,8 +322,12 @@ func (b *Bridge) submitFailed(rec *store.Record, i int, err error) {
 		b.log.Error("recording retry", "id", rec.ID, "err", uerr)
 		return
 	}
-	if failed {
-		b.fail(rec.ID, statusExpired, "smpp; validity period or attempts exhausted; last error: "+err.Error())
+	switch {
+	case expired:
+		b.fail(rec.ID, store.Expired, statusExpired, "smpp; validity period ends before the next attempt; last error: "+err.Error())
+		return
+	case exhausted:
+		b.fail(rec.ID, store.Failed, statusFailed, fmt.Sprintf("smpp; %d attempts failed; last error: %v", b.cfg.MaxAttempts, err))
 		return
 	}
 	b.log.Warn("submit failed, will retry", "id", rec.ID, "to", rec.To, "seg", i+1, "err", err)
@@ -323,6 +344,9 @@ var throttling = map[uint32]bool{
 // requeue puts rec back in the queue until at, without counting an attempt.
 func (b *Bridge) requeue(rec *store.Record, i int, cause error, at time.Time) {
 	_, err := b.st.Update(rec.ID, func(r *store.Record) error {
+		if r.State == store.Submitting {
+			r.State = store.Queued
+		}
 		r.NextAttempt = at
 		r.LastError = cause.Error()
 		r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "throttled",
@@ -336,16 +360,17 @@ func (b *Bridge) requeue(rec *store.Record, i int, cause error, at time.Time) {
 	b.log.Warn("smsc throttling, route paused", "id", rec.ID, "until", at, "err", cause)
 }
 
-// fail ends a record that the SMSC never fully accepted.
-func (b *Bridge) fail(id, status, diag string) {
+// fail ends, as Failed or Expired, a record that the SMSC never fully
+// accepted.
+func (b *Bridge) fail(id string, state store.State, status, diag string) {
 	rec, err := b.st.Update(id, func(r *store.Record) error {
 		if r.State.Final() {
 			return nil
 		}
-		r.State = store.Failed
+		r.State = state
 		r.FailStatus = status
 		r.LastError = diag
-		r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "failed", Detail: r.LastError})
+		r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: string(state), Detail: r.LastError})
 		return nil
 	})
 	if err != nil {

@@ -179,7 +179,7 @@ func outcome(rec *store.Record) (report.Action, string, string) {
 			return report.ActionFailed, st, fmt.Sprintf("smpp; stat=%s err=%s", s.Stat, s.Err)
 		}
 	}
-	if rec.State == store.Failed {
+	if rec.State == store.Failed || rec.State == store.Expired {
 		status := rec.FailStatus
 		if status == "" {
 			status = statusFailed

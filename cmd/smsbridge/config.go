@@ -44,6 +44,7 @@ type Config struct {
 
 	SMSC    SMSCConfig    `toml:"smsc"`
 	Retry   RetryConfig   `toml:"retry"`
+	Store   StoreConfig   `toml:"store"`
 	Convert ConvertConfig `toml:"convert"`
 }
 
@@ -82,9 +83,20 @@ type SMSCConfig struct {
 
 // RetryConfig is the dispatcher's retry policy.
 type RetryConfig struct {
-	Min      Duration `toml:"min"`
-	Max      Duration `toml:"max"`
-	Validity Duration `toml:"validity"`
+	Min         Duration `toml:"min"`
+	Max         Duration `toml:"max"`
+	Validity    Duration `toml:"validity"`
+	MaxAttempts int      `toml:"max_attempts"`
+}
+
+// StoreConfig is how long the store keeps what.
+type StoreConfig struct {
+	// Retention: final, reported records are purged this long after they
+	// ended.
+	Retention Duration `toml:"retention"`
+	// DedupWindow: a mail with the Message-ID and recipient of one accepted
+	// this recently gets 250 but no second SMS. 0 turns the filter off.
+	DedupWindow Duration `toml:"dedup_window"`
 }
 
 // Duration reads "30s", "10m", "48h" from the file.
@@ -126,9 +138,14 @@ func defaultConfig() Config {
 		},
 		Convert: defaultConvertConfig(),
 		Retry: RetryConfig{
-			Min:      Duration{30 * time.Second},
-			Max:      Duration{10 * time.Minute},
-			Validity: Duration{48 * time.Hour},
+			Min:         Duration{30 * time.Second},
+			Max:         Duration{10 * time.Minute},
+			Validity:    Duration{48 * time.Hour},
+			MaxAttempts: 100,
+		},
+		Store: StoreConfig{
+			Retention:   Duration{7 * 24 * time.Hour},
+			DedupWindow: Duration{10 * time.Minute},
 		},
 	}
 }

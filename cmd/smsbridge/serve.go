@@ -64,7 +64,14 @@ func newApp(cfg Config, log *slog.Logger) (_ *app, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	a.st, err = store.Open(filepath.Join(cfg.DataDir, "smsbridge.db"), store.Options{})
+	dedup := cfg.Store.DedupWindow.Duration
+	if dedup == 0 {
+		dedup = -1 // the store's "off"
+	}
+	a.st, err = store.Open(filepath.Join(cfg.DataDir, "smsbridge.db"), store.Options{
+		Retention:   cfg.Store.Retention.Duration,
+		DedupWindow: dedup,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +143,7 @@ func (a *app) wire() {
 		RetryMin:      cfg.Retry.Min.Duration,
 		RetryMax:      cfg.Retry.Max.Duration,
 		Validity:      cfg.Retry.Validity.Duration,
+		MaxAttempts:   cfg.Retry.MaxAttempts,
 		ReportingMTA:  host,
 		Postmaster:    postmaster,
 		ReportSuccess: reportSuccess,
