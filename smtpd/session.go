@@ -3,123 +3,399 @@ package smtpd
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
+	"unicode/utf8"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/smsbridge/smsbridge/convert"
+	"github.com/smsbridge/smsbridge/smtpd/ratelimit"
+	"github.com/smsbridge/smsbridge/smtpd/users"
 	"github.com/smsbridge/smsbridge/store"
 )
 
-var (
-	errAuthRequired = &smtp.SMTPError{
-		Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
-		Message: "Authentication required: your network is not trusted",
-	}
-	errBareNewline = &smtp.SMTPError{
-		Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
-		Message: "Message contains bare CR or LF: lines must end in CRLF (RFC 5321 section 2.3.8)",
-	}
-	errNoText = &smtp.SMTPError{
-		Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
-		Message: "Message has neither a text body nor a subject: nothing to send as SMS",
-	}
-	errTooComplex = &smtp.SMTPError{
-		Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
-		Message: "Message too complex (MIME nesting, parts or text size over the limit)",
-	}
-	errStore = &smtp.SMTPError{
-		Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
-		Message: "Temporary local problem: message not queued, try again later",
-	}
-)
-
 type rcpt struct {
-	addr   string // as given in RCPT TO
-	number string // E.164
+	addrs  []string // as given in RCPT TO: several may name one number
+	number string   // E.164
 }
 
-// session is one SMTP connection; go-smtp calls it from one goroutine.
+// session is one SMTP conversation: go-smtp makes a new one at the first
+// EHLO and after STARTTLS. Its methods run on the connection's goroutine,
+// except Data under BDAT (CHUNKING), which go-smtp runs on another while
+// it may call Reset: hence mu.
 type session struct {
-	srv    *Server
-	remote netip.Addr
-	helo   string
-	from   *string // nil until MAIL FROM
-	rcpts  []rcpt
+	srv     *Server
+	c       *conn // nil only if the listener was not ours
+	remote  netip.Addr
+	trusted bool
+	tls     bool
+	lmtp    bool
+
+	mu    sync.Mutex
+	user  *users.User // after AUTH
+	from  *string     // nil until MAIL FROM
+	rcpts []rcpt
+	given []string // every RCPT TO accepted, in order, for LMTP replies
+}
+
+func (s *Server) newSession(c *smtp.Conn, lmtp bool) *session {
+	nc := c.Conn()
+	_, isTLS := c.TLSConnectionState()
+	remote := addrOf(nc.RemoteAddr())
+	unix := nc.RemoteAddr() != nil && nc.RemoteAddr().Network() == "unix"
+	return &session{
+		srv: s, c: connOf(nc), remote: remote, tls: isTLS, lmtp: lmtp,
+		trusted: unix || s.trusted(remote),
+	}
 }
 
 func (s *session) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.from = nil
 	s.rcpts = nil
+	s.given = nil
 }
 
 func (s *session) Logout() error { return nil }
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
-	if !s.srv.trusted(s.remote) {
-		s.srv.log.Info("smtp refused", "client", s.remote, "from", from, "reason", "untrusted network")
-		return errAuthRequired
+// fail counts a refusal; past Config.MaxErrors it becomes the last reply.
+func (s *session) fail(err *smtp.SMTPError) error {
+	if s.c.countError(s.srv.cfg.MaxErrors) {
+		s.srv.log.Warn("smtp too many errors", "client", s.remote, "last", err.Error())
+		s.c.hangupAfterReply()
+		return errTooManyErrors
 	}
+	return err
+}
+
+// hangup gives err as the last reply of the connection.
+func (s *session) hangup(err *smtp.SMTPError) error {
+	s.c.hangupAfterReply()
+	return err
+}
+
+// AuthMechanisms implements smtp.AuthSession: AUTH is advertised only over
+// TLS, and only with users configured.
+func (s *session) AuthMechanisms() []string {
+	if !s.tls || s.lmtp || s.srv.users.Load() == nil {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+// Auth implements smtp.AuthSession.
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	switch {
+	case s.lmtp || s.srv.users.Load() == nil:
+		return nil, s.fail(errAuthDisabled)
+	case !s.tls:
+		return nil, s.fail(errNeedTLS)
+	case s.srv.auth.failures(clientKey(s.remote)) >= s.srv.cfg.AuthMaxFailures:
+		s.srv.log.Warn("smtp auth refused", "client", s.remote, "reason", "too many failures")
+		return nil, s.hangup(errAuthLocked)
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return &plainServer{auth: s.authenticate}, nil
+	case sasl.Login:
+		return &loginServer{auth: s.authenticate}, nil
+	}
+	return nil, s.fail(errAuthMechanism)
+}
+
+func (s *session) authenticate(identity, name, password string) error {
+	db := s.srv.users.Load()
+	u, ok := db.Authenticate(name, password)
+	if ok && (identity == "" || identity == name) {
+		s.mu.Lock()
+		s.user = u
+		s.mu.Unlock()
+		s.srv.log.Info("smtp auth", "client", s.remote, "user", name)
+		return nil
+	}
+	cfg := &s.srv.cfg
+	n := s.srv.auth.fail(clientKey(s.remote))
+	s.srv.log.Warn("smtp auth failed", "client", s.remote, "user", name, "failures", n)
+	if n >= cfg.AuthMaxFailures {
+		return s.hangup(errAuthLocked)
+	}
+	if n >= cfg.AuthSlowAfter {
+		s.srv.sleep(cfg.AuthDelay)
+	}
+	return s.fail(errAuthFailed)
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.srv.isDraining() {
+		return s.hangup(errShuttingDown)
+	}
+	if (opts == nil || !opts.UTF8) && !isASCII(from) {
+		return s.fail(errUTF8Address)
+	}
+	s.mu.Lock()
+	user := s.user
+	s.mu.Unlock()
+	cfg := &s.srv.cfg
+	switch {
+	case user != nil:
+		if !users.SenderAllowed(user.Senders, from) {
+			s.srv.log.Info("smtp refused", "client", s.remote, "user", user.Name, "from", from, "reason", "sender not allowed for user")
+			return s.fail(replyf(553, 5, 7, 1, "Sender address <%s> not owned by user %s", from, user.Name))
+		}
+	case s.trusted:
+		if !users.SenderAllowed(cfg.TrustedSenders, from) {
+			s.srv.log.Info("smtp refused", "client", s.remote, "from", from, "reason", "sender not allowed without AUTH")
+			return s.fail(errTrustedSender)
+		}
+	default:
+		s.srv.log.Info("smtp refused", "client", s.remote, "from", from, "reason", "untrusted network")
+		return s.fail(errAuthRequired)
+	}
+	s.mu.Lock()
 	s.from = &from
+	s.mu.Unlock()
 	return nil
 }
 
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if s.srv.isDraining() {
+		return s.hangup(errShuttingDown)
+	}
 	cfg := &s.srv.cfg
 	number, err := Recipient(to, cfg.Domains, cfg.DefaultRegion)
 	if err != nil {
 		s.srv.log.Info("smtp rcpt refused", "client", s.remote, "rcpt", to, "reason", err)
-		return err
+		if !isASCII(to) {
+			return s.fail(errUTF8Address) // RFC 6531 3.7.4.1; a number is ASCII anyway
+		}
+		var se *smtp.SMTPError
+		errors.As(err, &se)
+		return s.fail(se)
 	}
-	for _, r := range s.rcpts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if reason := s.destinationRefused(number); reason != "" {
+		s.srv.log.Info("smtp rcpt refused", "client", s.remote, "rcpt", to, "to", number, "reason", reason)
+		return s.fail(replyf(550, 5, 7, 1, "Destination %s not allowed: %s", number, reason))
+	}
+	for i, r := range s.rcpts {
 		if r.number == number {
 			// Two addresses for one phone in one mail are one SMS, as an
 			// MTA delivers one copy to a mailbox named twice.
+			s.rcpts[i].addrs = append(s.rcpts[i].addrs, to)
+			s.given = append(s.given, to)
 			return nil
 		}
 	}
-	s.rcpts = append(s.rcpts, rcpt{addr: to, number: number})
+	// Refuse at RCPT what cannot fit the rate limits now, so that an MTA
+	// sends the others and retries these later.
+	n := len(s.rcpts) + 1
+	if err := s.srv.rate.Check(s.claims(n, n)...); err != nil {
+		s.srv.log.Info("smtp rcpt refused", "client", s.remote, "rcpt", to, "reason", err)
+		var e *ratelimit.Exceeded
+		if errors.As(err, &e) {
+			e.TooLarge = false // this recipient alone would fit later, in a mail of its own
+		}
+		return s.fail(limitReply(err))
+	}
+	s.rcpts = append(s.rcpts, rcpt{addrs: []string{to}, number: number})
+	s.given = append(s.given, to)
 	return nil
 }
 
-func (s *session) Data(r io.Reader) error {
+// destinationRefused returns why number may not be sent to, or "".
+func (s *session) destinationRefused(number string) string {
+	cfg := &s.srv.cfg
+	switch {
+	case users.HasPrefix(number, cfg.DenyPrefixes):
+		return "the prefix is blocked on this server"
+	case len(cfg.AllowPrefixes) > 0 && !users.HasPrefix(number, cfg.AllowPrefixes):
+		return "this server does not send to that prefix"
+	case s.user != nil && len(s.user.Prefixes) > 0 && !users.HasPrefix(number, s.user.Prefixes):
+		return "user " + s.user.Name + " may not send to that prefix"
+	}
+	return ""
+}
+
+// claims are what msgs SMS messages of segs segments would count against.
+// Called with mu held.
+func (s *session) claims(msgs, segs int) []ratelimit.Claim {
+	cfg := &s.srv.cfg
+	var cl []ratelimit.Claim
+	if s.user != nil {
+		if l := s.user.Limits.Or(cfg.UserLimits); !l.IsZero() {
+			cl = append(cl, ratelimit.Claim{Key: "user:" + s.user.Name, Who: "user " + s.user.Name,
+				Limits: l, Messages: msgs, Segments: segs})
+		}
+	}
+	if !cfg.IPLimits.IsZero() && s.remote.IsValid() && (!s.trusted || cfg.LimitTrusted) {
+		k := clientKey(s.remote)
+		cl = append(cl, ratelimit.Claim{Key: "ip:" + k, Who: "your address " + k,
+			Limits: cfg.IPLimits, Messages: msgs, Segments: segs})
+	}
+	return cl
+}
+
+// limitReply is the reply for a *ratelimit.Exceeded.
+func limitReply(err error) *smtp.SMTPError {
+	var e *ratelimit.Exceeded
+	if !errors.As(err, &e) {
+		return errStore
+	}
+	switch {
+	case e.TooLarge:
+		return replyf(550, 5, 7, 1, "Mail needs %d %s, more than the limit of %d per %s for %s",
+			e.Claimed, e.What, e.Limit, e.Window, e.Who)
+	case e.Window == ratelimit.Day:
+		return replyf(550, 5, 7, 1, "Daily quota exceeded: %s may send %d %s per day; it resets at %s",
+			e.Who, e.Limit, e.What, e.Reset.UTC().Format("2006-01-02 15:04 MST"))
+	}
+	return replyf(451, 4, 7, 1, "Rate limit reached: %s may send %d %s per %s; try again after %s",
+		e.Who, e.Limit, e.What, e.Window, e.Reset.UTC().Format("15:04:05 MST"))
+}
+
+// envelope is a copy of the transaction taken when DATA starts.
+type envelope struct {
+	from   string
+	user   *users.User
+	rcpts  []rcpt
+	given  []string
+	claims func(msgs, segs int) []ratelimit.Claim
+}
+
+func (s *session) envelope() (envelope, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.from == nil || len(s.rcpts) == 0 {
+		return envelope{}, false // reset under BDAT
+	}
+	return envelope{from: *s.from, user: s.user, rcpts: slices.Clone(s.rcpts), given: slices.Clone(s.given),
+		claims: func(m, g int) []ratelimit.Claim {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.claims(m, g)
+		}}, true
+}
+
+// read reads the message and refuses what cannot be an SMS. On a timeout
+// or a line over the limit the connection cannot go on: the reply is the
+// last.
+func (s *session) read(r io.Reader) ([]byte, error) {
 	body, err := io.ReadAll(r)
-	if err != nil {
-		return err // go-smtp's own *SMTPError for an oversize body
+	var ne net.Error
+	switch {
+	case err == nil:
+	case errors.Is(err, smtp.ErrTooLongLine):
+		s.srv.log.Info("smtp mail refused", "client", s.remote, "reason", "line too long")
+		return nil, s.hangup(replyf(552, 5, 3, 4, "Message has a line longer than %d bytes", s.srv.cfg.MaxLineLength))
+	case errors.As(err, &ne) && ne.Timeout():
+		s.srv.log.Info("smtp mail refused", "client", s.remote, "reason", "timeout in DATA")
+		return nil, s.hangup(errDataTimeout)
+	default:
+		return nil, err // go-smtp's own *SMTPError for an oversize body; a lost connection
 	}
 	if hasBareNewline(body) {
-		return errBareNewline
+		s.srv.log.Info("smtp mail refused", "client", s.remote, "reason", "bare CR or LF")
+		return nil, s.fail(errBareNewline)
 	}
-	mail, err := convert.Extract(bytes.NewReader(body), s.srv.cfg.Convert)
+	return body, nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	s.c.beginData()
+	defer s.c.endData()
+	env, ok := s.envelope()
+	body, err := s.read(r)
 	if err != nil {
-		s.srv.log.Info("smtp mail refused", "client", s.remote, "err", err)
-		return ConvertReply(err)
+		return err
 	}
-	recs, err := s.records(mail)
+	if !ok {
+		return smtp.ErrDataReset
+	}
+	recs, msgid, err := s.records(env, body)
 	if err != nil {
-		s.srv.log.Info("smtp mail refused", "client", s.remote, "msgid", mail.MessageID, "err", err)
-		return ConvertReply(err)
+		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.CommitTimeout)
-	defer cancel()
-	if err := s.srv.q.Add(ctx, recs); err != nil {
-		s.srv.log.Error("smtp queue failed", "client", s.remote, "msgid", mail.MessageID, "err", err)
-		return errStore
+	if err := s.queue(env, recs, msgid); err != nil {
+		return err
 	}
 	ids := make([]string, len(recs))
 	for i, rec := range recs {
 		ids[i] = rec.ID
-		s.srv.log.Info("accepted", "id", rec.ID, "msgid", mail.MessageID, "from", rec.From,
-			"to", rec.To, "segments", len(rec.Segments), "client", s.remote)
 	}
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},
 		Message: "OK: queued as " + strings.Join(ids, " ")}
+}
+
+// LMTPData implements smtp.LMTPSession: each recipient is queued on its
+// own and gets its own reply, so one failure does not fail the others.
+func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	s.c.beginData()
+	defer s.c.endData()
+	env, ok := s.envelope()
+	body, err := s.read(r)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return smtp.ErrDataReset
+	}
+	recs, msgid, err := s.records(env, body)
+	if err != nil {
+		return err
+	}
+	for i, rec := range recs {
+		var reply error
+		if err := s.queue(env, []*store.Record{rec}, msgid); err != nil {
+			reply = err
+		} else {
+			reply = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + rec.ID}
+		}
+		for _, a := range env.rcpts[i].addrs {
+			status.SetStatus(a, reply)
+		}
+	}
+	return nil
+}
+
+// queue takes the rate limits for recs and commits them.
+func (s *session) queue(env envelope, recs []*store.Record, msgid string) error {
+	segs := 0
+	for _, rec := range recs {
+		segs += len(rec.Segments)
+	}
+	undo, err := s.srv.rate.Take(env.claims(len(recs), segs)...)
+	if err != nil {
+		s.srv.log.Info("smtp mail refused", "client", s.remote, "msgid", msgid, "reason", err)
+		return s.fail(limitReply(err))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.CommitTimeout)
+	defer cancel()
+	if err := s.srv.q.Add(ctx, recs); err != nil {
+		undo()
+		s.srv.log.Error("smtp queue failed", "client", s.remote, "msgid", msgid, "err", err)
+		return errStore
+	}
+	for _, rec := range recs {
+		if rec.DuplicateOf != "" {
+			// The client retried after a lost reply: 250 again, no SMS.
+			s.srv.log.Info("duplicate: accepted again without a second SMS", "id", rec.DuplicateOf,
+				"msgid", msgid, "from", rec.From, "to", rec.To, "client", s.remote)
+			continue
+		}
+		s.srv.log.Info("accepted", "id", rec.ID, "msgid", msgid, "from", rec.From, "user", rec.User,
+			"to", rec.To, "segments", len(rec.Segments), "client", s.remote)
+	}
+	return nil
 }
 
 // ConvertReply is the SMTP reply for an error of convert.Extract or
@@ -139,22 +415,42 @@ func ConvertReply(err error) *smtp.SMTPError {
 		Message: "Message could not be read: " + err.Error()}
 }
 
-// records encodes the text and makes one record per recipient. The store
+// records converts the mail and makes one record per recipient. The store
 // gives each its concatenation reference when it queues them.
-func (s *session) records(m *convert.Mail) ([]*store.Record, error) {
-	enc, err := convert.Encode(m.Text, s.srv.cfg.Convert)
+func (s *session) records(env envelope, body []byte) ([]*store.Record, string, error) {
+	opts := s.srv.cfg.Convert
+	if env.user != nil && env.user.MaxSegments > 0 {
+		max := opts.MaxSegments
+		if max == 0 {
+			max = convert.DefaultOptions().MaxSegments
+		}
+		opts.MaxSegments = min(max, env.user.MaxSegments)
+	}
+	m, err := convert.Extract(bytes.NewReader(body), opts)
 	if err != nil {
-		return nil, err
+		s.srv.log.Info("smtp mail refused", "client", s.remote, "err", err)
+		return nil, "", s.fail(ConvertReply(err))
+	}
+	enc, err := convert.Encode(m.Text, opts)
+	if err != nil {
+		s.srv.log.Info("smtp mail refused", "client", s.remote, "msgid", m.MessageID, "err", err)
+		return nil, "", s.fail(ConvertReply(err))
 	}
 	segs := make([]store.Segment, len(enc.Segments))
 	for i, sg := range enc.Segments {
 		segs[i] = store.Segment{Payload: sg.Payload, Text: sg.Text}
 	}
-	recs := make([]*store.Record, 0, len(s.rcpts))
-	for _, r := range s.rcpts {
+	var name, source string
+	if env.user != nil {
+		name, source = env.user.Name, env.user.Source
+	}
+	recs := make([]*store.Record, 0, len(env.rcpts))
+	for _, r := range env.rcpts {
 		recs = append(recs, &store.Record{
-			From:         *s.from,
-			Rcpt:         r.addr,
+			From:         env.from,
+			Rcpt:         r.addrs[0],
+			User:         name,
+			Source:       source,
 			To:           r.number,
 			MessageID:    m.MessageID,
 			Subject:      m.Subject,
@@ -162,22 +458,13 @@ func (s *session) records(m *convert.Mail) ([]*store.Record, error) {
 			Text:         m.Text,
 			DataCoding:   enc.Coding.DataCoding(),
 			Concat:       string(enc.Concat),
-			Ref:          randomRef(),
 			LockingShift: enc.LockingShift,
 			SingleShift:  enc.SingleShift,
 			Truncated:    enc.Truncated,
 			Segments:     slices.Clone(segs),
 		})
 	}
-	return recs, nil
-}
-
-// randomRef is a concatenation reference until the store assigns one per
-// destination.
-func randomRef() uint16 {
-	var b [2]byte
-	rand.Read(b[:])
-	return uint16(b[0])<<8 | uint16(b[1])
+	return recs, m.MessageID, nil
 }
 
 // hasBareNewline reports a CR not followed by LF or an LF not preceded by
@@ -198,4 +485,13 @@ func hasBareNewline(b []byte) bool {
 		}
 	}
 	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }

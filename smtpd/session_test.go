@@ -208,3 +208,25 @@ func TestBareNewlineRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestDuplicateMailGetsNoSecondSMS: a client that retries after a lost
+// reply (same Message-ID, same recipient) gets 250 with the first queue id,
+// and the store holds one record.
+func TestDuplicateMailGetsNoSecondSMS(t *testing.T) {
+	st := openStore(t)
+	addr := serve(t, baseConfig(), st)
+	body := "Subject: Alarm\r\nMessage-ID: <retry-1@x.test>\r\n\r\nPump 3 stopped\r\n"
+	_, first := transaction(t, addr, "a@x.test", []string{"+14155550123@sms.test"}, body)
+	_, second := transaction(t, addr, "a@x.test", []string{"+14155550123@sms.test"}, body)
+	if first == "" || first != second {
+		t.Fatalf("replies %q and %q, want the same queue id", first, second)
+	}
+	recs, _, err := st.Query(store.Query{})
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("%d records (%v), want 1", len(recs), err)
+	}
+	_, third := transaction(t, addr, "a@x.test", []string{"+14155550124@sms.test"}, body)
+	if third == first {
+		t.Errorf("another recipient of the same Message-ID was taken for a duplicate")
+	}
+}
