@@ -42,6 +42,7 @@ type Config struct {
 	LogLevel       string `toml:"log_level"`
 	LogMaskNumbers bool   `toml:"log_mask_numbers"`
 
+	SMTP    SMTPConfig    `toml:"smtp"`
 	SMSC    SMSCConfig    `toml:"smsc"`
 	Retry   RetryConfig   `toml:"retry"`
 	Store   StoreConfig   `toml:"store"`
@@ -59,6 +60,47 @@ type ConvertConfig struct {
 	MaxDepth         int      `toml:"max_depth"`
 	MaxParts         int      `toml:"max_parts"`
 	MaxTextBytes     int64    `toml:"max_text_bytes"`
+}
+
+// SMTPConfig is the front door's policy beyond the listen address.
+type SMTPConfig struct {
+	// TLS certificate and key (PEM) for STARTTLS and smtps_addr. Unset:
+	// no STARTTLS, except in demo mode, which makes a self-signed one.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// SMTPSAddr is an implicit-TLS listener (port 465 style); "" for none.
+	SMTPSAddr string `toml:"smtps_addr"`
+	// LMTPAddr is an LMTP listener for an MTA in front: "host:port" or
+	// "unix:/path/to/socket"; "" for none.
+	LMTPAddr string `toml:"lmtp_addr"`
+	// UsersFile lists who may AUTH (smsbridge passwd writes it); "" turns
+	// AUTH off.
+	UsersFile string `toml:"users_file"`
+	// TrustedSenders, if set, are the only envelope senders the trusted
+	// networks may use without AUTH ("a@b.example", "@b.example", "<>").
+	TrustedSenders      []string `toml:"trusted_senders"`
+	MaxMessageBytes     int64    `toml:"max_message_bytes"`
+	MaxRecipients       int      `toml:"max_recipients"`
+	MaxLineLength       int      `toml:"max_line_length"`
+	MaxConnections      int      `toml:"max_connections"`
+	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
+	MaxErrors           int      `toml:"max_errors"`
+	IdleTimeout         Duration `toml:"idle_timeout"`
+	AllowPrefixes       []string `toml:"allow_prefixes"`
+	DenyPrefixes        []string `toml:"deny_prefixes"`
+	LimitTrusted        bool     `toml:"limit_trusted"`
+	UserLimits          Limits   `toml:"user_limits"`
+	IPLimits            Limits   `toml:"ip_limits"`
+}
+
+// Limits are rate limits and daily quotas; 0 is no limit.
+type Limits struct {
+	MessagesPerMinute int `toml:"messages_per_minute"`
+	MessagesPerHour   int `toml:"messages_per_hour"`
+	MessagesPerDay    int `toml:"messages_per_day"`
+	SegmentsPerMinute int `toml:"segments_per_minute"`
+	SegmentsPerHour   int `toml:"segments_per_hour"`
+	SegmentsPerDay    int `toml:"segments_per_day"`
 }
 
 // SMSCConfig is the SMPP bind. An empty Addr means demo mode: an SMSC
@@ -127,6 +169,18 @@ func defaultConfig() Config {
 		SourceAddr:      "smsbridge",
 		LogFormat:       "text",
 		LogLevel:        "info",
+		SMTP: SMTPConfig{
+			TrustedSenders:      []string{},
+			MaxMessageBytes:     10 << 20,
+			MaxRecipients:       100,
+			MaxLineLength:       10000,
+			MaxConnections:      100,
+			MaxConnectionsPerIP: 10,
+			MaxErrors:           20,
+			IdleTimeout:         Duration{5 * time.Minute},
+			AllowPrefixes:       []string{},
+			DenyPrefixes:        []string{},
+		},
 		SMSC: SMSCConfig{
 			Window:       10,
 			EnquireLink:  Duration{30 * time.Second},
@@ -341,6 +395,16 @@ func (c *Config) validate() error {
 		bad("log_level", "%q is not debug, info, warn or error", c.LogLevel)
 	}
 	errs = append(errs, convertErrors(c.convertOptions().Validate())...)
+	if c.SMTP.TLSCert != "" && c.SMTP.TLSKey == "" || c.SMTP.TLSCert == "" && c.SMTP.TLSKey != "" {
+		bad("smtp.tls_key", "tls_cert and tls_key go together")
+	}
+	if len(errs) == 0 { // smtpdConfig needs the trusted networks parsed
+		if err := smtpdValidate(c); err != nil {
+			for _, e := range unjoin(err) {
+				errs = append(errs, keyError{"smtp", e})
+			}
+		}
+	}
 	return errors.Join(errs...)
 }
 

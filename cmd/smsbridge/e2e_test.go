@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/smsbridge/smsbridge/internal/smtpsink"
@@ -528,4 +531,77 @@ func TestStartFailsCleanly(t *testing.T) {
 		t.Fatalf("store left open: %v", err)
 	}
 	st.Close()
+}
+
+// TestAuthOverStartTLS: with no trusted network, a client must STARTTLS
+// and AUTH; the user's sender id reaches the phone. The users file is made
+// with `smsbridge passwd`.
+func TestAuthOverStartTLS(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.SMTPAddr, cfg.AdminAddr, cfg.DataDir = "127.0.0.1:0", "", t.TempDir()
+	cfg.TrustedNetworks = []string{}
+	cfg.SMTP.UsersFile = filepath.Join(cfg.DataDir, "users")
+
+	r, w, _ := os.Pipe()
+	io.WriteString(w, "s3cret-pw\n")
+	w.Close()
+	var out, errOut strings.Builder
+	if status := runPasswd([]string{"--users", cfg.SMTP.UsersFile, "alice"}, r, &out, &errOut); status != 0 {
+		t.Fatalf("passwd: %d %s", status, errOut.String())
+	}
+	line, _ := os.ReadFile(cfg.SMTP.UsersFile)
+	os.WriteFile(cfg.SMTP.UsersFile, []byte(strings.TrimSpace(string(line))+" source=ACME\n"), 0o600)
+
+	a := startApp(t, cfg)
+	c, err := smtp.Dial(a.smtpL.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	var se *smtp.SMTPError
+	if err := c.Mail("alice@acme.test", nil); !errors.As(err, &se) || se.Code != 530 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 0}) {
+		t.Fatalf("MAIL before AUTH: %v, want 530 5.7.0", err)
+	}
+	if err := c.Auth(sasl.NewPlainClient("", "alice", "s3cret-pw")); err == nil {
+		t.Fatal("AUTH without TLS succeeded")
+	}
+	c.Close()
+	// The demo's certificate is self-signed.
+	c, err = smtp.DialStartTLS(a.smtpL.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("STARTTLS: %v", err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", "alice", "wrong")); err == nil {
+		t.Fatal("AUTH with a wrong password succeeded")
+	}
+	if err := c.Auth(sasl.NewPlainClient("", "alice", "s3cret-pw")); err != nil {
+		t.Fatalf("AUTH: %v", err)
+	}
+	if err := c.Mail("alice@acme.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("+14155550123@sms.localhost", nil); err != nil {
+		t.Fatal(err)
+	}
+	wc, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(wc, "Subject: hi\r\n\r\nfrom alice\r\n")
+	resp, err := wc.CloseWithResponse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.Fields(resp.StatusText)[len(strings.Fields(resp.StatusText))-1]
+	rec := waitFinal(t, a.st, id)
+	if rec.User != "alice" || rec.Source != "ACME" {
+		t.Errorf("record user %q source %q", rec.User, rec.Source)
+	}
+	if msgs := a.sim.Messages(); len(msgs) != 1 || msgs[0].Source != "ACME" {
+		t.Errorf("SMSC got %+v, want source ACME", msgs)
+	}
 }

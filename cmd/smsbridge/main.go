@@ -9,6 +9,8 @@
 //	                            show the SMS a mail or a text becomes
 //	smsbridge queue list|show|retry|cancel
 //	                            look at and act on the queue
+//	smsbridge passwd [--users FILE] NAME
+//	                            set a user's SMTP AUTH password
 //	smsbridge check-config [FILE]
 //	                            print the effective config or its errors
 //	smsbridge version           print the version
@@ -30,6 +32,8 @@ const usage = `usage: smsbridge [serve] [flags]     run the gateway (see smsbrid
                                      show the SMS a mail or text becomes
        smsbridge queue list|show|retry|cancel
                                      look at and act on the queue (see smsbridge queue -h)
+       smsbridge passwd [--users FILE] NAME
+                                     set a user's SMTP AUTH password
        smsbridge check-config [FILE]  print the effective config, or every error
        smsbridge version`
 
@@ -52,6 +56,8 @@ func run(args []string) int {
 	case "version":
 		fmt.Println(versionString())
 		return 0
+	case "passwd":
+		return runPasswd(args, os.Stdin, os.Stdout, os.Stderr)
 	case "queue":
 		return runQueue(args, os.Stdout, os.Stderr)
 	case "check-config":

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,8 @@ import (
 	"github.com/smsbridge/smsbridge/smppout"
 	"github.com/smsbridge/smsbridge/smppout/smsctest"
 	"github.com/smsbridge/smsbridge/smtpd"
+	"github.com/smsbridge/smsbridge/smtpd/ratelimit"
+	"github.com/smsbridge/smsbridge/smtpd/users"
 	"github.com/smsbridge/smsbridge/store"
 )
 
@@ -33,17 +36,20 @@ const (
 
 // app is one running smsbridge: every component, wired.
 type app struct {
-	cfg    Config
-	demo   bool // the SMSC is our own simulator
-	log    *slog.Logger
-	st     *store.Store
-	sim    *smsctest.Server // demo mode only
-	smsc   *smppout.Client
-	bridge *bridge.Bridge
-	smtp   *smtpd.Server
-	smtpL  net.Listener
-	adminL net.Listener
-	reg    *prometheus.Registry
+	cfg      Config
+	demo     bool // the SMSC is our own simulator
+	log      *slog.Logger
+	st       *store.Store
+	sim      *smsctest.Server // demo mode only
+	smsc     *smppout.Client
+	bridge   *bridge.Bridge
+	smtp     *smtpd.Server
+	smtpdCfg smtpd.Config
+	smtpL    net.Listener
+	smtpsL   net.Listener // implicit TLS, optional
+	lmtpL    net.Listener // optional
+	adminL   net.Listener
+	reg      *prometheus.Registry
 }
 
 // newApp opens the store and the listeners; run starts the work.
@@ -75,9 +81,26 @@ func newApp(cfg Config, log *slog.Logger) (_ *app, err error) {
 	if err != nil {
 		return nil, err
 	}
+	a.smtpdCfg = cfg.smtpdConfig()
+	if err := a.loadSMTPFiles(&a.smtpdCfg); err != nil {
+		return nil, err
+	}
 	a.wire()
 	if a.smtpL, err = net.Listen("tcp", cfg.SMTPAddr); err != nil {
 		return nil, fmt.Errorf("smtp listener: %w", err)
+	}
+	if cfg.SMTP.SMTPSAddr != "" {
+		if a.smtpdCfg.TLS == nil {
+			return nil, errors.New("smtp.smtps_addr needs smtp.tls_cert and smtp.tls_key")
+		}
+		if a.smtpsL, err = net.Listen("tcp", cfg.SMTP.SMTPSAddr); err != nil {
+			return nil, fmt.Errorf("smtps listener: %w", err)
+		}
+	}
+	if cfg.SMTP.LMTPAddr != "" {
+		if a.lmtpL, err = listen(cfg.SMTP.LMTPAddr); err != nil {
+			return nil, fmt.Errorf("lmtp listener: %w", err)
+		}
 	}
 	if cfg.AdminAddr != "" {
 		if a.adminL, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
@@ -112,7 +135,6 @@ func (a *app) wire() {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		admin.NewCollector(a.st, a.routes))
 	host := cfg.hostname()
-	trusted, _ := cfg.trustedPrefixes() // validated before
 	a.smsc = smppout.New(smppout.Config{
 		Addr:        cfg.SMSC.Addr,
 		SystemID:    cfg.SMSC.SystemID,
@@ -149,13 +171,77 @@ func (a *app) wire() {
 		ReportSuccess: reportSuccess,
 		Metrics:       bridge.NewMetrics(a.reg),
 	}, a.st, a.smsc, out, a.log.With("component", "bridge"))
-	a.smtp = smtpd.New(smtpd.Config{
-		Hostname:        host,
-		Domains:         cfg.Domains,
-		DefaultRegion:   cfg.DefaultRegion,
-		TrustedNetworks: trusted,
-		Convert:         cfg.convertOptions(),
-	}, a.st, a.log.With("component", "smtpd"))
+	a.smtp = smtpd.New(a.smtpdCfg, a.st, a.log.With("component", "smtpd"))
+}
+
+// smtpdConfig is the front door's configuration, without TLS and users,
+// which need files read (see loadSMTPFiles).
+func (c *Config) smtpdConfig() smtpd.Config {
+	trusted, _ := c.trustedPrefixes() // validated before
+	sc := c.SMTP
+	lim := func(l Limits) ratelimit.Limits {
+		return ratelimit.Limits{
+			MessagesPerMinute: l.MessagesPerMinute, MessagesPerHour: l.MessagesPerHour, MessagesPerDay: l.MessagesPerDay,
+			SegmentsPerMinute: l.SegmentsPerMinute, SegmentsPerHour: l.SegmentsPerHour, SegmentsPerDay: l.SegmentsPerDay,
+		}
+	}
+	return smtpd.Config{
+		Hostname:            c.hostname(),
+		Domains:             c.Domains,
+		DefaultRegion:       c.DefaultRegion,
+		TrustedNetworks:     trusted,
+		TrustedSenders:      sc.TrustedSenders,
+		MaxMessageBytes:     sc.MaxMessageBytes,
+		MaxRecipients:       sc.MaxRecipients,
+		MaxLineLength:       sc.MaxLineLength,
+		MaxConnections:      sc.MaxConnections,
+		MaxConnectionsPerIP: sc.MaxConnectionsPerIP,
+		MaxErrors:           sc.MaxErrors,
+		IdleTimeout:         sc.IdleTimeout.Duration,
+		AllowPrefixes:       sc.AllowPrefixes,
+		DenyPrefixes:        sc.DenyPrefixes,
+		UserLimits:          lim(sc.UserLimits),
+		IPLimits:            lim(sc.IPLimits),
+		LimitTrusted:        sc.LimitTrusted,
+		Convert:             c.convertOptions(),
+	}
+}
+
+// loadSMTPFiles reads the TLS certificate (or makes a self-signed one in
+// demo mode) and the users file into sc.
+func (a *app) loadSMTPFiles(sc *smtpd.Config) error {
+	c := a.cfg.SMTP
+	switch {
+	case c.TLSCert != "" || c.TLSKey != "":
+		t, err := smtpd.LoadTLS(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return fmt.Errorf("smtp tls: %w", err)
+		}
+		sc.TLS = t
+	case a.demo:
+		t, err := smtpd.SelfSigned([]string{sc.Hostname, "localhost", "127.0.0.1"})
+		if err != nil {
+			return fmt.Errorf("smtp tls: %w", err)
+		}
+		sc.TLS = t
+	}
+	if c.UsersFile != "" {
+		db, err := users.Load(c.UsersFile)
+		if err != nil {
+			return err
+		}
+		sc.Users = db
+	}
+	return nil
+}
+
+// listen opens "host:port", or "unix:/path" for a Unix socket.
+func listen(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		os.Remove(path) // a stale socket from a previous run
+		return net.Listen("unix", path)
+	}
+	return net.Listen("tcp", addr)
 }
 
 // run serves until ctx is done, then shuts down in the order that loses
@@ -166,6 +252,12 @@ func (a *app) run(ctx context.Context) error {
 		"domains", a.cfg.Domains, "data_dir", a.cfg.DataDir)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.smtp.Serve(a.smtpL) })
+	if a.smtpsL != nil {
+		g.Go(func() error { return a.smtp.ServeTLS(a.smtpsL) })
+	}
+	if a.lmtpL != nil {
+		g.Go(func() error { return a.smtp.ServeLMTP(a.lmtpL) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -205,8 +297,10 @@ func (a *app) routes() []admin.RouteStatus {
 }
 
 func (a *app) close() {
-	if a.smtpL != nil {
-		a.smtpL.Close()
+	for _, l := range []net.Listener{a.smtpL, a.smtpsL, a.lmtpL} {
+		if l != nil {
+			l.Close()
+		}
 	}
 	if a.adminL != nil {
 		a.adminL.Close()
@@ -236,4 +330,9 @@ func (c *Config) hostname() string {
 		return h
 	}
 	return "localhost"
+}
+
+func smtpdValidate(c *Config) error {
+	sc := c.smtpdConfig()
+	return sc.Validate()
 }
