@@ -68,7 +68,7 @@ func TestBindRefused(t *testing.T) {
 	cfg.BackoffMin, cfg.BackoffMax = time.Millisecond, 300*time.Millisecond
 
 	t.Run("distinct error", func(t *testing.T) {
-		_, err := New(cfg, nil, nil).runSession(ctxT(t))
+		_, err := New(cfg, nil, nil).runSession(ctxT(t), wire.BindTransceiver, slog.New(slog.DiscardHandler))
 		var be *BindError
 		if !errors.As(err, &be) || be.Status != 0x0E || !be.Credentials() {
 			t.Fatalf("err = %v, want BindError ESME_RINVPASWD", err)

@@ -3,6 +3,7 @@ package smppout
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/smsbridge/smsbridge/smppout/internal/wire"
 )
@@ -57,43 +58,52 @@ func isReceipt(esm byte, tlvs map[uint16][]byte) bool {
 	return ok
 }
 
-// deliverSM handles deliver_sm (§4.6.1).
+// deliverSM handles deliver_sm (§4.6.1): a receipt or an MO message.
 func (s *session) deliverSM(p wire.PDU) error {
 	resp := func(status uint32) wire.PDU { return p.Resp(status, wire.MessageIDBody("")) }
 	sm, err := wire.ParseSM(p.Body)
 	if err != nil {
-		// A broken PDU is an SMSC bug; a permanent error stops it being resent forever.
-		s.log.Error("smpp malformed deliver_sm", "seq", p.Seq, "err", err, "body", fmt.Sprintf("%x", p.Body))
-		return s.write(resp(wire.StatusXPAppn))
+		return s.malformed(p, err, resp)
+	}
+	if !isReceipt(sm.ESMClass, sm.TLVMap) {
+		s.mo(p.Seq, newMO("deliver_sm", sm), resp)
+		return nil
 	}
 	text := sm.ShortMessage
 	if len(text) == 0 {
 		text = sm.TLVMap[wire.TagMessagePayload]
 	}
-	if !isReceipt(sm.ESMClass, sm.TLVMap) {
-		// MO messages are not handled yet: acknowledge so the SMSC does not resend.
-		s.log.Info("smpp MO deliver_sm ignored", "seq", p.Seq, "from", sm.Source, "to", sm.Dest)
-		return s.write(resp(0))
-	}
 	s.receipt(p.Seq, string(text), sm.TLVMap, resp)
 	return nil
 }
 
-// dataSM handles data_sm (§4.7.1): receipts as for deliver_sm, anything
-// else acknowledged and logged.
+// dataSM handles data_sm (§4.7.1) like deliver_sm; its user data is in
+// message_payload.
 func (s *session) dataSM(p wire.PDU) error {
 	resp := func(status uint32) wire.PDU { return p.Resp(status, wire.MessageIDBody("")) }
 	d, err := wire.ParseDataSM(p.Body)
 	if err != nil {
-		s.log.Error("smpp malformed data_sm", "seq", p.Seq, "err", err, "body", fmt.Sprintf("%x", p.Body))
-		return s.write(resp(wire.StatusXPAppn))
+		return s.malformed(p, err, resp)
 	}
 	if !isReceipt(d.ESMClass, d.TLVMap) {
-		s.log.Info("smpp MO data_sm ignored", "seq", p.Seq, "from", d.Source, "to", d.Dest)
-		return s.write(resp(0))
+		s.mo(p.Seq, newMO("data_sm", wire.SM{
+			SourceTON: d.SourceTON, SourceNPI: d.SourceNPI, Source: d.Source,
+			DestTON: d.DestTON, DestNPI: d.DestNPI, Dest: d.Dest,
+			ESMClass: d.ESMClass, DataCoding: d.DataCoding, TLVMap: d.TLVMap}), resp)
+		return nil
 	}
 	s.receipt(p.Seq, string(d.TLVMap[wire.TagMessagePayload]), d.TLVMap, resp)
 	return nil
+}
+
+// malformed refuses a body that does not parse with ESME_RX_P_APPN: a
+// broken PDU is an SMSC bug, and a permanent error stops it being resent
+// forever. The session goes on: the framing is intact.
+func (s *session) malformed(p wire.PDU, err error, resp func(uint32) wire.PDU) error {
+	s.stats.malformed.Add(1)
+	s.log.Error("smpp malformed request refused", "seq", p.Seq, "command_id", fmt.Sprintf("0x%08X", p.ID),
+		"err", err, "body", fmt.Sprintf("%x", p.Body))
+	return s.write(resp(wire.StatusXPAppn))
 }
 
 // receipt runs the Handler on its own goroutine and sends the response
@@ -101,26 +111,55 @@ func (s *session) dataSM(p wire.PDU) error {
 // (temporary, the SMSC resends) if not. A receipt without a message id
 // cannot be matched; it is refused with ESME_RX_P_APPN.
 func (s *session) receipt(seq uint32, text string, tlvs map[uint16][]byte, resp func(uint32) wire.PDU) {
-	r, err := receiptFromTLVs(text, tlvs)
+	r, err := receiptFromTLVs(text, tlvs, s.cfg.IDFormat)
 	if err != nil {
+		s.stats.malformed.Add(1)
 		s.log.Error("smpp receipt without message id", "seq", seq, "err", err)
 		s.write(resp(wire.StatusXPAppn))
 		return
 	}
+	s.handle(seq, "receipt", func(ctx context.Context) error { return s.h(ctx, r) },
+		&s.stats.receipts, resp, "smsc_id", r.MessageID, "stat", r.Stat)
+}
+
+// mo hands an MO message (or part) to Config.MO like receipt does; with
+// no MOHandler it is acknowledged and logged.
+func (s *session) mo(seq uint32, m MO, resp func(uint32) wire.PDU) {
+	attrs := []any{"from", m.From, "to", m.To, "data_coding", m.DataCoding}
+	if m.Part != nil {
+		attrs = append(attrs, "ref", m.Part.Ref, "part", fmt.Sprintf("%d/%d", m.Part.Seq, m.Part.Total))
+	}
+	h := s.cfg.MO
+	if h == nil {
+		s.log.Info("smpp MO acknowledged and dropped: no MO handler", append([]any{"seq", seq}, attrs...)...)
+		h = func(context.Context, MO) error { return nil }
+	}
+	s.handle(seq, "MO", func(ctx context.Context) error { return h(ctx, m) }, &s.stats.mo, resp, attrs...)
+}
+
+// handle runs fn on its own goroutine, so a slow store never stalls the
+// responses the read loop matches, and answers seq when fn returns:
+// ESME_ROK for nil, ESME_RX_T_APPN otherwise (§5.1.3). fn gets
+// RespTimeout: past it the SMSC has likely given up on this PDU anyway.
+func (s *session) handle(seq uint32, what string, fn func(context.Context) error, ok *atomic.Uint64, resp func(uint32) wire.PDU, attrs ...any) {
 	s.handlers.Add()
 	go func() {
 		defer s.handlers.Done()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.cfg.RespTimeout)
 		defer cancel()
-		status := uint32(0)
-		if err := s.h(ctx, r); err != nil {
+		status := uint32(wire.StatusOK)
+		if err := fn(ctx); err != nil {
 			status = wire.StatusXTAppn
-			s.log.Warn("smpp receipt handler failed", "seq", seq, "smsc_id", r.MessageID, "err", err)
+			s.stats.handlerErrors.Add(1)
+			s.log.Warn("smpp "+what+" handler failed: ESME_RX_T_APPN, the SMSC will resend", append([]any{"seq", seq, "err", err}, attrs...)...)
+		}
+		if status == wire.StatusOK {
+			ok.Add(1) // before the write: once the SMSC has the answer, so do Stats
 		}
 		if err := s.write(resp(status)); err != nil {
-			s.log.Warn("smpp receipt response not sent; the SMSC will resend", "seq", seq, "smsc_id", r.MessageID, "err", err)
+			s.log.Warn("smpp "+what+" response not sent; the SMSC will resend", append([]any{"seq", seq, "err", err}, attrs...)...)
 			return
 		}
-		s.log.Debug("smpp receipt", "seq", seq, "smsc_id", r.MessageID, "stat", r.Stat, "status", status)
+		s.log.Debug("smpp "+what, append([]any{"seq", seq, "status", status}, attrs...)...)
 	}()
 }

@@ -3,6 +3,7 @@ package smppout
 import (
 	"bufio"
 	"context"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -106,23 +107,31 @@ func startFake(t *testing.T) *fakeSMSC {
 
 func (f *fakeSMSC) addr() string { return f.ln.Addr().String() }
 
-// accept returns the next connection after answering its bind.
+// accept returns the next connection after answering its bind_transceiver.
 func (f *fakeSMSC) accept() *fakeConn {
+	c, p, b := f.acceptBind()
+	if p.ID != wire.BindTransceiver || b.Version != 0x34 || b.SystemID != "esme" || b.Password != "pw" {
+		c.t.Fatalf("first PDU 0x%08X, bind %+v; want bind_transceiver", p.ID, b)
+	}
+	return c
+}
+
+// acceptBind returns the next connection, its bind PDU and body, after
+// answering it ESME_ROK.
+func (f *fakeSMSC) acceptBind() (*fakeConn, wire.PDU, wire.Bind) {
+	f.t.Helper()
 	select {
 	case c := <-f.conns:
 		p := c.read()
-		if p.ID != wire.BindTransceiver {
-			c.t.Fatalf("first PDU 0x%08X, want bind_transceiver", p.ID)
-		}
 		b, err := wire.ParseBind(p.Body)
-		if err != nil || b.Version != 0x34 || b.SystemID != "esme" || b.Password != "pw" {
-			c.t.Fatalf("bind %+v, %v", b, err)
+		if err != nil {
+			c.t.Fatalf("bind 0x%08X: %v", p.ID, err)
 		}
 		c.write(p.Resp(0, wire.SystemIDBody("fake")))
-		return c
+		return c, p, b
 	case <-time.After(5 * time.Second):
 		f.t.Fatal("fake SMSC: no connection")
-		return nil
+		return nil, wire.PDU{}, wire.Bind{}
 	}
 }
 
@@ -166,3 +175,5 @@ func (c *fakeConn) closedByPeer(d time.Duration) bool {
 		}
 	}
 }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

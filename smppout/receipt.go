@@ -133,12 +133,18 @@ var messageStates = map[byte]string{
 // receiptFromTLVs builds a receipt from the text and the optional
 // parameters of a deliver_sm or data_sm. MessageID prefers the
 // receipted_message_id TLV (§5.3.2.12): the text's id is often truncated
-// or converted. Stat and Err prefer the text and fall back on
-// message_state (§5.3.2.35) and network_error_code (§5.3.2.31).
-func receiptFromTLVs(text string, tlvs map[uint16][]byte) (Receipt, error) {
+// or converted; but with an IDFormat, a TLV id that does not parse in the
+// receipt base gives way to a text id that does. Stat and Err prefer the
+// text and fall back on message_state (§5.3.2.35) and network_error_code
+// (§5.3.2.31).
+func receiptFromTLVs(text string, tlvs map[uint16][]byte, f IDFormat) (Receipt, error) {
 	r, err := ParseReceiptText(text)
+	_, base, _ := f.bases()
+	textID, textOK := CanonicalID(r.MessageID, base)
+	r.MessageID = textID
 	if v, ok := tlvs[wire.TagReceiptedMessageID]; ok {
-		if id := NormalizeMessageID(wire.CStringValue(v)); id != "" {
+		id, idOK := CanonicalID(wire.CStringValue(v), base)
+		if id != "" && (idOK || !textOK || base == 0) {
 			r.MessageID, err = id, nil
 		}
 	}

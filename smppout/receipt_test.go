@@ -57,7 +57,7 @@ func TestReceiptFromTLVs(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := receiptFromTLVs(tc.text, tc.tlvs)
+			r, err := receiptFromTLVs(tc.text, tc.tlvs, "")
 			if err != nil || r.MessageID != tc.id || r.Stat != tc.stat || r.Err != tc.err {
 				t.Fatalf("got %+v, %v; want %q %q %q", r, err, tc.id, tc.stat, tc.err)
 			}
@@ -115,7 +115,7 @@ func TestSourceAddr(t *testing.T) {
 		{"+123456789012345678901", 0, 0, "", true},
 	}
 	for _, tc := range tests {
-		ton, npi, addr, err := sourceAddr(tc.in)
+		ton, npi, addr, err := sourceAddr(tc.in, SourceTypes{})
 		if (err != nil) != tc.bad || (tc.bad && !errors.Is(err, ErrInvalidSubmit)) || (!tc.bad && (ton != tc.ton || npi != tc.npi || addr != tc.addr)) {
 			t.Errorf("sourceAddr(%q) = %d/%d %q %v", tc.in, ton, npi, addr, err)
 		}
@@ -124,7 +124,7 @@ func TestSourceAddr(t *testing.T) {
 
 func TestSubmitBodyLongUsesMessagePayload(t *testing.T) {
 	long := make([]byte, 300)
-	body, err := submitBody(Submit{Dest: "+491", ShortMessage: long})
+	body, err := submitBody(Submit{Dest: "+491", ShortMessage: long}, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

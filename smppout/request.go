@@ -8,10 +8,16 @@ import (
 	"github.com/smsbridge/smsbridge/smppout/internal/wire"
 )
 
-// request sends a request PDU and waits for its response. counted
-// requests (submit_sm) take a window slot, blocking while none is free,
-// and are refused once the session drains.
-func (s *session) request(ctx context.Context, id uint32, body []byte, counted bool) (wire.PDU, error) {
+// maxGiven bounds the calls given up but kept to recognise late
+// responses; past it they are forgotten (the response is then logged as
+// unexpected).
+const maxGiven = 10000
+
+// request sends a request PDU and waits for its response. submit_sm takes
+// a window slot, blocking while none is free, and is refused once the
+// session drains. dest labels a submit_sm in the log.
+func (s *session) request(ctx context.Context, id uint32, body []byte, dest string) (wire.PDU, error) {
+	counted := id == wire.SubmitSM
 	if counted {
 		select {
 		case s.window <- struct{}{}:
@@ -22,7 +28,7 @@ func (s *session) request(ctx context.Context, id uint32, body []byte, counted b
 			return wire.PDU{}, ErrNotBound
 		}
 	}
-	c, seq, err := s.register(id|wire.RespBit, counted)
+	c, seq, err := s.register(id|wire.RespBit, counted, dest)
 	if err != nil {
 		return wire.PDU{}, err
 	}
@@ -37,14 +43,14 @@ func (s *session) request(ctx context.Context, id uint32, body []byte, counted b
 }
 
 // register reserves a sequence number for a request expecting respID.
-func (s *session) register(respID uint32, counted bool) (*call, uint32, error) {
+func (s *session) register(respID uint32, counted bool, dest string) (*call, uint32, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || (counted && s.draining) {
 		return nil, 0, ErrNotBound
 	}
 	seq := s.nextSeqLocked()
-	c := &call{respID: respID, ch: make(chan wire.PDU, 1)}
+	c := &call{respID: respID, ch: make(chan wire.PDU, 1), dest: dest}
 	s.pending[seq] = c
 	if counted {
 		s.inflight.Add()
@@ -58,7 +64,26 @@ func (s *session) unregister(seq uint32) {
 	s.mu.Unlock()
 }
 
+// giveUp stops waiting for seq. A submit_sm stays registered (up to
+// maxGiven) so that a late submit_sm_resp is recognised and counted: it
+// proves the SMSC accepted a message we reported in doubt.
+func (s *session) giveUp(seq uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.pending[seq]
+	if !ok {
+		return
+	}
+	if c.respID != wire.SubmitSMResp || s.given >= maxGiven {
+		delete(s.pending, seq)
+		return
+	}
+	c.given = true
+	s.given++
+}
+
 // await waits for the response, RespTimeout, ctx or the session's end.
+// All but the response leave the request in doubt (ErrTimeout).
 func (s *session) await(ctx context.Context, c *call, seq uint32) (wire.PDU, error) {
 	t := time.NewTimer(s.cfg.RespTimeout)
 	defer t.Stop()
@@ -66,12 +91,12 @@ func (s *session) await(ctx context.Context, c *call, seq uint32) (wire.PDU, err
 	case p := <-c.ch:
 		return p, nil
 	case <-t.C:
-		s.unregister(seq)
-		s.log.Warn("smpp response timeout", "seq", seq)
+		s.giveUp(seq)
+		s.log.Warn("smpp response timeout", "seq", seq, "to", c.dest)
 		return wire.PDU{}, ErrTimeout
 	case <-ctx.Done():
-		s.unregister(seq)
-		return wire.PDU{}, ctx.Err()
+		s.giveUp(seq)
+		return wire.PDU{}, fmt.Errorf("%w: gave up waiting: %w", ErrTimeout, ctx.Err())
 	case <-s.done:
 		select {
 		case p := <-c.ch: // the response won the race with the close
@@ -90,12 +115,28 @@ func (s *session) resolve(p wire.PDU) {
 	ok = ok && (c.respID == p.ID || p.ID == wire.GenericNack)
 	if ok {
 		delete(s.pending, p.Seq)
+		if c.given {
+			s.given--
+		}
 	}
 	s.mu.Unlock()
-	if !ok {
-		s.log.Warn("smpp unexpected or late response dropped", "seq", p.Seq,
+	switch {
+	case !ok:
+		s.log.Warn("smpp unexpected response dropped", "seq", p.Seq,
 			"command_id", fmt.Sprintf("0x%08X", p.ID), "status", p.Status)
-		return
+	case c.given:
+		s.late(p, c)
+	default:
+		c.ch <- p
 	}
-	c.ch <- p
+}
+
+// late records a response to a request given up. An ESME_ROK
+// submit_sm_resp means the SMSC has the message: the log line (smsc_id,
+// to) lets an operator reconcile it; its receipt will still come.
+func (s *session) late(p wire.PDU, c *call) {
+	s.stats.late.Add(1)
+	id, _ := wire.ParseMessageID(p.Body)
+	s.log.Warn("smpp late submit_sm_resp: the SMSC had the message we reported in doubt",
+		"seq", p.Seq, "to", c.dest, "status", p.Status, "smsc_id", s.cfg.IDFormat.SubmitID(id))
 }

@@ -26,18 +26,22 @@ var (
 // SMSC (deliver_sm) never completes one of ours even when its sequence
 // number collides with a pending submit_sm (go-smpp issue #87).
 type session struct {
-	conn net.Conn
-	r    *bufio.Reader
-	cfg  Config
-	h    Handler
-	log  *slog.Logger
-	ctx  context.Context // Run's, for handler values; never cancelled here
+	conn      net.Conn
+	r         *bufio.Reader
+	cfg       Config
+	bindID    uint32 // bind_transceiver, bind_transmitter or bind_receiver
+	canSubmit bool   // bound as transceiver or transmitter
+	h         Handler
+	stats     *counters
+	log       *slog.Logger
+	ctx       context.Context // Run's, for handler values; never cancelled here
 
-	wmu sync.Mutex // one writer at a time: PDUs never interleave
+	w *wire.Writer // one writer goroutine: PDUs never interleave
 
 	mu       sync.Mutex
 	seq      uint32
 	pending  map[uint32]*call // by sequence number
+	given    int              // pending calls given up, kept to spot late responses
 	draining bool             // shutting down: no new submits
 	closed   bool
 	closeErr error
@@ -52,11 +56,15 @@ type session struct {
 type call struct {
 	respID uint32
 	ch     chan wire.PDU // buffered: resolve never blocks
+	dest   string        // submit_sm destination, for the log
+	given  bool          // the caller gave up waiting: a response now is late
 }
 
-func newSession(conn net.Conn, cfg Config, h Handler, log *slog.Logger) *session {
+func newSession(conn net.Conn, cfg Config, bindID uint32, h Handler, stats *counters, log *slog.Logger) *session {
 	return &session{
-		conn: conn, r: bufio.NewReader(conn), cfg: cfg, h: h, log: log,
+		conn: conn, r: bufio.NewReader(conn), cfg: cfg, h: h, log: log, stats: stats,
+		w:      wire.NewWriter(conn, cfg.RespTimeout),
+		bindID: bindID, canSubmit: bindID != wire.BindReceiver,
 		ctx:     context.Background(),
 		pending: make(map[uint32]*call),
 		window:  make(chan struct{}, cfg.Window),
@@ -72,13 +80,20 @@ func (s *session) open() bool {
 }
 
 // close ends the session once; waiting requests fail with ErrSessionLost.
+// After an unbind (ours or the SMSC's) what is queued is sent first, so
+// the last unbind_resp or deliver_sm_resp goes out; otherwise the
+// connection is closed at once: it may be dead.
 func (s *session) close(err error) {
 	s.once.Do(func() {
 		s.mu.Lock()
 		s.closed, s.closeErr = true, err
 		s.mu.Unlock()
 		close(s.done)
+		if errors.Is(err, errPeerUnbind) || errors.Is(err, errShutdown) {
+			s.w.Close()
+		}
 		s.conn.Close()
+		s.w.Close()
 	})
 }
 
@@ -88,12 +103,9 @@ func (s *session) err() error {
 	return s.closeErr
 }
 
-// write sends one PDU; a failed write ends the session.
+// write queues one PDU; a failed write ends the session.
 func (s *session) write(p wire.PDU) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.conn.SetWriteDeadline(time.Now().Add(s.cfg.RespTimeout))
-	if _, err := s.conn.Write(p.Marshal()); err != nil {
+	if err := s.w.Write(p); err != nil {
 		err = fmt.Errorf("smppout: write command 0x%08X: %w", p.ID, err)
 		s.close(err)
 		return err
@@ -101,14 +113,16 @@ func (s *session) write(p wire.PDU) error {
 	return nil
 }
 
-// bind sends bind_transceiver (§4.1.5) and waits for bind_transceiver_resp.
+// bind sends the session's bind (§4.1.1, §4.1.3, §4.1.5) and waits for
+// its bind_*_resp (§4.1.2).
 func (s *session) bind(ctx context.Context) error {
 	s.ctx = ctx
 	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
 	defer stop()
 	seq := s.nextSeq()
-	b := wire.Bind{SystemID: s.cfg.SystemID, Password: s.cfg.Password, SystemType: s.cfg.SystemType, Version: 0x34}
-	if err := s.write(wire.PDU{ID: wire.BindTransceiver, Seq: seq, Body: b.Marshal()}); err != nil {
+	b := wire.Bind{SystemID: s.cfg.SystemID, Password: s.cfg.Password, SystemType: s.cfg.SystemType,
+		Version: s.cfg.InterfaceVersion, AddressRange: s.cfg.AddressRange}
+	if err := s.write(wire.PDU{ID: s.bindID, Seq: seq, Body: b.Marshal()}); err != nil {
 		return err
 	}
 	s.conn.SetReadDeadline(time.Now().Add(s.cfg.RespTimeout))
@@ -119,7 +133,7 @@ func (s *session) bind(ctx context.Context) error {
 			return fmt.Errorf("smppout: waiting for bind_resp: %w", err)
 		}
 		switch {
-		case p.Seq == seq && (p.ID == wire.BindTransceiverResp || p.ID == wire.GenericNack):
+		case p.Seq == seq && (p.ID == s.bindID|wire.RespBit || p.ID == wire.GenericNack):
 			if p.Status != 0 {
 				return &BindError{Status: p.Status}
 			}
@@ -189,7 +203,7 @@ func (s *session) shutdown() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), min(s.cfg.RespTimeout, 2*time.Second))
 	defer cancel()
-	if _, err := s.request(ctx, wire.Unbind, nil, false); err != nil {
+	if _, err := s.request(ctx, wire.Unbind, nil, ""); err != nil {
 		s.log.Warn("smpp unbind", "err", err)
 	} else {
 		s.log.Info("smpp unbound")
@@ -220,7 +234,7 @@ func (s *session) keepalive() {
 			return
 		case <-t.C:
 		}
-		if _, err := s.request(context.Background(), wire.EnquireLink, nil, false); err != nil {
+		if _, err := s.request(context.Background(), wire.EnquireLink, nil, ""); err != nil {
 			s.close(fmt.Errorf("smppout: dead link: enquire_link: %w", err))
 			return
 		}

@@ -1,5 +1,12 @@
 // Package smppout is smsbridge's SMPP v3.4 client: its own session layer
 // (binds, windows, sequence matching, receipts) over go-smpp's PDU codec.
+//
+// A Client is one route: Config.Binds sessions to one SMSC account, a TPS
+// cap counted in segments, one receipt id format. Receipts and MO parts
+// are acknowledged only after their handler returns nil, so what the SMSC
+// was told we have, we stored; concatenated MO is joined by whoever
+// stores the parts, with a Reassembler. Choosing between routes is the
+// caller's job.
 package smppout
 
 import (
@@ -8,39 +15,6 @@ import (
 	"fmt"
 	"time"
 )
-
-// Config describes one SMSC bind.
-type Config struct {
-	Addr        string // host:port
-	SystemID    string
-	Password    string
-	SystemType  string
-	EnquireLink time.Duration // default 30s
-	RespTimeout time.Duration // default 30s
-	Window      int           // in-flight requests, default 10; Submit blocks when full
-	BackoffMin  time.Duration // reconnect backoff, default 1s
-	BackoffMax  time.Duration // default 60s
-}
-
-// withDefaults fills the zero fields of c; defaults live here only.
-func (c Config) withDefaults() Config {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&c.EnquireLink, 30*time.Second)
-	def(&c.RespTimeout, 30*time.Second)
-	def(&c.BackoffMin, time.Second)
-	def(&c.BackoffMax, 60*time.Second)
-	if c.BackoffMax < c.BackoffMin {
-		c.BackoffMax = c.BackoffMin
-	}
-	if c.Window <= 0 {
-		c.Window = 10
-	}
-	return c
-}
 
 // Submit is one submit_sm.
 type Submit struct {
@@ -59,6 +33,9 @@ type Submit struct {
 	// which lets the SMSC split a long text itself. Text over 254 octets
 	// always goes there.
 	Payload bool
+	// Segments is what this submit counts against Config.TPS; 0 lets
+	// the client work it out (1, or more for a long message_payload).
+	Segments int
 }
 
 // SAR is the segmentation and reassembly information of one part.
@@ -69,7 +46,7 @@ type SAR struct {
 
 // Receipt is a delivery receipt from deliver_sm (or data_sm).
 type Receipt struct {
-	MessageID string // normalised like the ids Submit returns
+	MessageID string // normalised by Config.IDFormat like the ids Submit returns
 	Stat      string // DELIVRD, UNDELIV, …
 	Err       string
 	Text      string // the short_message text as received

@@ -26,20 +26,38 @@ const (
 //	""            0/0  (the SMSC's default sender)
 //	"+4915112345" 1/1  international, ISDN; "+" stripped
 //	"12345"       0/1  unknown, ISDN: national numbers and short codes. We do
-//	                   not use 3 (network specific): fewer SMSCs accept it.
+//	                   not use 3 (network specific) by default: fewer SMSCs
+//	                   accept it; SourceTypes.ShortCode sets it per route.
 //	"Shop"        5/0  alphanumeric (anything with a non-digit), ≤ 11 chars
-func sourceAddr(s string) (ton, npi byte, addr string, err error) {
+//
+// A non-nil field of over replaces the derived pair for its kind.
+func sourceAddr(s string, over SourceTypes) (ton, npi byte, addr string, err error) {
+	pick := func(o *AddrType, ton, npi byte) (byte, byte) {
+		if o != nil {
+			return o.TON, o.NPI
+		}
+		return ton, npi
+	}
 	switch {
 	case s == "":
 		return 0, 0, "", nil
 	case strings.HasPrefix(s, "+") && isDigits(s[1:]):
-		return 1, 1, s[1:], checkLen("source", s[1:], maxAddr)
+		ton, npi = pick(over.International, 1, 1)
+		return ton, npi, s[1:], checkLen("source", s[1:], maxAddr)
+	case isDigits(s) && len(s) <= maxShortCode:
+		ton, npi = pick(over.ShortCode, 0, 1)
+		return ton, npi, s, nil
 	case isDigits(s):
-		return 0, 1, s, checkLen("source", s, maxAddr)
+		ton, npi = pick(over.National, 0, 1)
+		return ton, npi, s, checkLen("source", s, maxAddr)
 	default:
-		return 5, 0, s, checkLen("alphanumeric source", s, maxAlpha)
+		ton, npi = pick(over.Alphanumeric, 5, 0)
+		return ton, npi, s, checkLen("alphanumeric source", s, maxAlpha)
 	}
 }
+
+// maxShortCode: a digit sender this short is a short code, not a number.
+const maxShortCode = 8
 
 // destAddr is always international ISDN, 1/1, digits without "+".
 func destAddr(s string) (string, error) {
@@ -72,8 +90,8 @@ func isDigits(s string) bool {
 // submitBody encodes a submit_sm body (§4.4.1). service_type is empty
 // (SMSC default); text over 254 octets goes in message_payload
 // (§5.3.2.32) with sm_length 0.
-func submitBody(s Submit) ([]byte, error) {
-	ston, snpi, src, err := sourceAddr(s.Source)
+func submitBody(s Submit, cfg Config) ([]byte, error) {
+	ston, snpi, src, err := sourceAddr(s.Source, cfg.SourceTypes)
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +105,9 @@ func submitBody(s Submit) ([]byte, error) {
 		ESMClass: s.ESMClass, RegisteredDelivery: s.RegisteredDelivery, DataCoding: s.DataCoding,
 		ShortMessage: s.ShortMessage,
 		Validity:     relativeValidity(s.Validity),
+	}
+	if sm.DataCoding == 0 {
+		sm.DataCoding = cfg.GSMDataCoding
 	}
 	if s.Payload || len(s.ShortMessage) > 254 {
 		sm.ShortMessage = nil
@@ -126,4 +147,26 @@ func relativeValidity(d time.Duration) string {
 	}
 	return fmt.Sprintf("%02d%02d%02d%02d%02d%02d000R", years, months, days,
 		secs%86400/3600, secs%3600/60, secs%60)
+}
+
+// segments is what s costs in TPS tokens: Segments when set; else one
+// per submit_sm, or for message_payload the parts the SMSC will cut it
+// into (3GPP TS 23.040: 160 septets or 140 octets alone, 153 or 134 with
+// a concatenation UDH; GSM text here is one septet per octet).
+func (s Submit) segments() int {
+	if s.Segments > 0 {
+		return s.Segments
+	}
+	n := len(s.ShortMessage)
+	if !s.Payload && n <= 254 {
+		return 1
+	}
+	single, part := 140, 134
+	if s.DataCoding == 0 || s.DataCoding == 1 {
+		single, part = 160, 153
+	}
+	if n <= single {
+		return 1
+	}
+	return (n + part - 1) / part
 }

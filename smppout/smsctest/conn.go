@@ -2,10 +2,11 @@ package smsctest
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/smsbridge/smsbridge/convert"
@@ -17,7 +18,8 @@ type conn struct {
 	s   *Server
 	nc  net.Conn
 	log *slog.Logger
-	wmu sync.Mutex // writes never interleave
+	w   *wire.Writer  // writes never interleave; many PDUs a syscall
+	end chan struct{} // closed by close
 
 	// guarded by s.mu
 	born     uint64 // accept order: the newest session gets receipts
@@ -28,6 +30,7 @@ type conn struct {
 	seq      uint32
 	closed   bool
 	injected map[uint32]string // seq → message id of InjectReceipt PDUs
+	commands map[uint32]bool   // seqs of InjectCommand requests
 }
 
 func (c *conn) serve() {
@@ -46,12 +49,17 @@ func (c *conn) serve() {
 	}
 }
 
-// close forgets the connection; receipts waiting for its
-// deliver_sm_resp go back to the queue for the next bind.
+// close forgets the connection, after sending what is queued (an
+// unbind_resp); receipts waiting for its deliver_sm_resp go back to the
+// queue for the next bind.
 func (c *conn) close() {
+	c.w.Close()
 	c.nc.Close()
 	s := c.s
 	s.mu.Lock()
+	if !c.closed {
+		close(c.end)
+	}
 	c.closed = true
 	delete(s.conns, c)
 	for _, r := range s.outbox {
@@ -63,17 +71,9 @@ func (c *conn) close() {
 	s.mu.Unlock()
 }
 
-// write sends p; errors surface as the read loop's.
-func (c *conn) write(p wire.PDU) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.RespTimeout))
-	_, err := c.nc.Write(p.Marshal())
-	if err != nil {
-		c.nc.Close()
-	}
-	return err
-}
+// write queues p; a failed write closes the connection, so errors
+// surface as the read loop's.
+func (c *conn) write(p wire.PDU) error { return c.w.Write(p) }
 
 // nextSeqLocked: 1..0x7FFFFFFF, wrapping (§3.2); s.mu held.
 func (c *conn) nextSeqLocked() uint32 {
@@ -91,9 +91,6 @@ func (c *conn) dispatch(p wire.PDU) bool {
 		return c.bind(p)
 	case wire.SubmitSM:
 		return c.submit(p) == nil
-	case wire.DeliverSMResp, wire.GenericNack:
-		c.deliverResp(p)
-		return true
 	case wire.EnquireLink:
 		c.s.mu.Lock()
 		c.s.enquires++
@@ -101,11 +98,16 @@ func (c *conn) dispatch(p wire.PDU) bool {
 		c.s.mu.Unlock()
 		return c.write(p.Resp(0, nil)) == nil
 	case wire.Unbind:
+		c.s.mu.Lock()
+		c.s.unbinds++
+		c.s.notifyLocked()
+		c.s.mu.Unlock()
 		c.write(p.Resp(0, nil))
 		return false
 	}
 	if wire.IsResponse(p.ID) {
-		return true // enquire_link_resp, unbind_resp…
+		c.response(p)
+		return true
 	}
 	c.log.Warn("smsc: command not handled", "seq", p.Seq, "command_id", fmt.Sprintf("0x%08X", p.ID))
 	return c.write(p.Nack(wire.StatusInvCmdID)) == nil
@@ -140,6 +142,10 @@ func (c *conn) bind(p wire.PDU) bool {
 	c.s.mu.Lock()
 	c.s.binds++
 	c.s.notifyLocked()
+	if c.s.cfg.EnquireLink > 0 {
+		c.s.wg.Add(1)
+		go c.keepalive()
+	}
 	c.s.mu.Unlock()
 	c.s.wake() // receipts kept for this system_id go out now
 	return true
@@ -174,22 +180,116 @@ func (c *conn) submit(p wire.PDU) error {
 		return c.write(p.Resp(0x01, nil)) // ESME_RINVMSGLEN
 	}
 	m := messageOf(sm, systemID)
-	if c.s.cfg.SubmitStatus != nil {
-		if st := c.s.cfg.SubmitStatus(m); st != 0 {
-			return c.write(p.Resp(st, nil))
-		}
+	m.Conn = c.born
+	if st := c.s.refuse(m); st != 0 {
+		return c.respond(p.Resp(st, nil))
 	}
 	m.ID = c.s.accept1(m)
-	c.log.Info("smsc got SMS", "smsc_id", m.ID, "from", m.Source, "to", m.Dest,
-		"data_coding", m.DataCoding, "esm_class", m.ESMClass, "text", preview(m))
+	if c.log.Enabled(context.Background(), slog.LevelInfo) {
+		c.log.Info("smsc got SMS", "smsc_id", m.ID, "from", m.Source, "to", m.Dest,
+			"data_coding", m.DataCoding, "esm_class", m.ESMClass, "text", preview(m))
+	}
 	if c.s.cfg.OnSubmit != nil {
 		c.s.cfg.OnSubmit(m, p.Seq)
 	}
-	if err := c.write(p.Resp(0, wire.MessageIDBody(m.ID))); err != nil {
+	if c.s.cfg.ReceiptBeforeResp {
+		c.s.sendReceiptNow(c, m)
+	}
+	if err := c.respond(p.Resp(0, wire.MessageIDBody(c.s.respID(m.ID)))); err != nil {
 		return err
 	}
-	c.s.queueReceipt(m)
+	if !c.s.cfg.ReceiptBeforeResp {
+		c.s.queueReceipt(m)
+	}
 	return nil
+}
+
+// respond sends a submit_sm_resp, after RespDelay and RespJitter if set.
+func (c *conn) respond(p wire.PDU) error {
+	d := c.s.cfg.RespDelay
+	if j := c.s.cfg.RespJitter; j > 0 {
+		d += rand.N(j)
+	}
+	if d <= 0 {
+		return c.write(p)
+	}
+	time.AfterFunc(d, func() { c.write(p) }) // fails quietly once the conn is gone
+	return nil
+}
+
+// refuse returns the status for a submit_sm the simulator refuses: by
+// SubmitStatus, ThrottleFraction or MaxTPS (ESME_RTHROTTLED, §5.1.3).
+func (s *Server) refuse(m Message) uint32 {
+	if s.cfg.SubmitStatus != nil {
+		if st := s.cfg.SubmitStatus(m); st != 0 {
+			return st
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.cfg.ThrottleFraction; f > 0 {
+		s.throttleAcc += f
+		if s.throttleAcc >= 1 {
+			s.throttleAcc--
+			s.throttled++
+			return wire.StatusThrottled
+		}
+	}
+	if s.cfg.MaxTPS > 0 {
+		sec := time.Now().Truncate(time.Second)
+		if !sec.Equal(s.tpsSecond) {
+			s.tpsSecond, s.tpsCount = sec, 0
+		}
+		if s.tpsCount >= s.cfg.MaxTPS {
+			s.throttled++
+			return wire.StatusThrottled
+		}
+		s.tpsCount++
+	}
+	return 0
+}
+
+// keepalive sends enquire_link every EnquireLink while c is open (§4.11).
+func (c *conn) keepalive() {
+	defer c.s.wg.Done()
+	t := time.NewTicker(c.s.cfg.EnquireLink)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.end:
+			return
+		case <-t.C:
+		}
+		c.s.mu.Lock()
+		seq := c.nextSeqLocked()
+		c.s.mu.Unlock()
+		if c.write(wire.PDU{ID: wire.EnquireLink, Seq: seq}) != nil {
+			return
+		}
+	}
+}
+
+// response handles a response from the ESME: to InjectCommand, to our
+// enquire_link, or to a deliver_sm/data_sm.
+func (c *conn) response(p wire.PDU) {
+	s := c.s
+	s.mu.Lock()
+	if c.commands[p.Seq] {
+		delete(c.commands, p.Seq)
+		s.cmdResps = append(s.cmdResps, Response{CommandID: p.ID, Status: p.Status, Seq: p.Seq})
+		s.notifyLocked()
+		s.mu.Unlock()
+		return
+	}
+	if p.ID == wire.EnquireLinkResp {
+		s.enqResps++
+		s.notifyLocked()
+	}
+	s.mu.Unlock()
+	switch p.ID {
+	case wire.DeliverSMResp, wire.DataSMResp, wire.GenericNack:
+		c.deliverResp(p)
+	}
 }
 
 func messageOf(sm wire.SM, systemID string) Message {
@@ -219,9 +319,13 @@ func (c *conn) deliverResp(p wire.PDU) {
 		}
 		id, ok = r.msg.ID, true
 		r.conn = nil
-		if p.Status == 0 {
+		switch {
+		case p.Status == 0 && s.cfg.DuplicateReceipts && !r.duplicated:
+			r.duplicated, r.due = true, time.Now() // and again, as after a lost resp
+			s.dupReceipts++
+		case p.Status == 0:
 			s.outbox = append(s.outbox[:i], s.outbox[i+1:]...)
-		} else {
+		default:
 			r.due = time.Now().Add(s.cfg.ReceiptRetry)
 		}
 		break

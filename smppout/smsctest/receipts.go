@@ -3,6 +3,7 @@ package smsctest
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,10 @@ type receipt struct {
 	seq    uint32
 	sentAt time.Time
 	sent   int // attempts so far
+	// duplicated: sent again on purpose after its first ESME_ROK
+	duplicated bool
+	body       []byte // the PDU body when not a receipt (SendMO)
+	command    uint32 // deliver_sm, or data_sm for SendMO
 }
 
 // resendLocked makes the receipts already sent once to systemID due now:
@@ -40,7 +45,11 @@ func (s *Server) accept1(m Message) string {
 	defer s.mu.Unlock()
 	s.nextID++
 	m.ID = strconv.FormatUint(s.idBase+s.nextID, 16)
+	if max := s.cfg.MaxMessages; max > 0 && len(s.msgs) >= max {
+		s.msgs = append(s.msgs[:0], s.msgs[len(s.msgs)-max/2:]...) // keep the newest half
+	}
 	s.msgs = append(s.msgs, m)
+	s.total++
 	s.notifyLocked()
 	return m.ID
 }
@@ -72,8 +81,12 @@ func (s *Server) queueReceipt(m Message) {
 		return
 	}
 	now := time.Now()
+	at := now.Add(s.cfg.ReceiptDelay)
+	if j := s.cfg.ReceiptJitter; j > 0 {
+		at = at.Add(rand.N(j))
+	}
 	s.mu.Lock()
-	s.outbox = append(s.outbox, &receipt{msg: m, out: o, done: now.Add(s.cfg.ReceiptDelay), due: now.Add(s.cfg.ReceiptDelay)})
+	s.outbox = append(s.outbox, &receipt{msg: m, out: o, done: at, due: at})
 	s.notifyLocked()
 	s.wakeLocked()
 	s.mu.Unlock()
@@ -128,7 +141,7 @@ func (s *Server) sendDue() time.Time {
 			if c := s.receiverLocked(r.msg.SystemID); c != nil {
 				r.conn, r.seq, r.sentAt = c, c.nextSeqLocked(), now
 				r.sent++
-				out = append(out, outPDU{c, wire.PDU{ID: wire.DeliverSM, Seq: r.seq, Body: receiptBody(r)}})
+				out = append(out, outPDU{c, r.pdu(s.cfg.IDStyle)})
 			}
 		}
 		switch {
@@ -166,13 +179,23 @@ func (s *Server) receiverLocked(systemID string) *conn {
 	return best
 }
 
+// pdu is the deliver_sm (or data_sm) that sends r.
+func (r *receipt) pdu(style string) wire.PDU {
+	if r.body != nil {
+		return wire.PDU{ID: r.command, Seq: r.seq, Body: r.body}
+	}
+	return wire.PDU{ID: wire.DeliverSM, Seq: r.seq, Body: receiptBody(r, style)}
+}
+
 // receiptBody builds the deliver_sm (§4.6.1) for r: esm_class 0x04
 // (SMSC delivery receipt, §5.2.12), the Appendix B text, and the TLVs
-// receipted_message_id and message_state (§5.3.2.12, §5.3.2.35). Built
-// by hand: go-smpp's NewDeliverSM serialises stray UDH bytes.
-func receiptBody(r *receipt) []byte {
+// receipted_message_id and message_state (§5.3.2.12, §5.3.2.35), the ids
+// written in style (Config.IDStyle). Built by hand: go-smpp's
+// NewDeliverSM serialises stray UDH bytes.
+func receiptBody(r *receipt, style string) []byte {
+	tlvID, textID := receiptIDs(r.msg.ID, style)
 	tlvs := []wire.TLV{
-		{Tag: wire.TagReceiptedMessageID, Value: append([]byte(r.msg.ID), 0)},
+		{Tag: wire.TagReceiptedMessageID, Value: append([]byte(tlvID), 0)},
 		{Tag: wire.TagMessageState, Value: []byte{messageState(r.out.Stat)}},
 	}
 	if code, err := strconv.Atoi(r.out.Err); err == nil && code != 0 {
@@ -181,7 +204,7 @@ func receiptBody(r *receipt) []byte {
 	sm := wire.SM{
 		SourceTON: 1, SourceNPI: 1, Source: r.msg.Dest,
 		DestTON: 1, DestNPI: 1, Dest: r.msg.Source,
-		ESMClass: 0x04, ShortMessage: []byte(ReceiptText(r.msg, r.out, r.done)), TLVs: tlvs,
+		ESMClass: 0x04, ShortMessage: []byte(receiptText(textID, r.msg, r.out, r.done)), TLVs: tlvs,
 	}
 	b, err := sm.Marshal()
 	if err != nil { // cannot happen: the text is short
@@ -192,12 +215,16 @@ func receiptBody(r *receipt) []byte {
 
 // ReceiptText is the SMPP v3.4 Appendix B receipt text for m.
 func ReceiptText(m Message, o Outcome, done time.Time) string {
+	return receiptText(m.ID, m, o, done)
+}
+
+func receiptText(id string, m Message, o Outcome, done time.Time) string {
 	dlvrd := "000"
 	if o.Stat == "DELIVRD" {
 		dlvrd = "001"
 	}
 	return fmt.Sprintf("id:%s sub:001 dlvrd:%s submit date:%s done date:%s stat:%s err:%s text:%s",
-		m.ID, dlvrd, m.At.Format("0601021504"), done.Format("0601021504"), o.Stat, o.Err, textStart(m))
+		id, dlvrd, m.At.Format("0601021504"), done.Format("0601021504"), o.Stat, o.Err, textStart(m))
 }
 
 // textStart is the first 20 characters of the message, printable ASCII
@@ -259,5 +286,122 @@ func (s *Server) InjectReceipt(systemID string, seq uint32, id, stat string) err
 	}
 	c.injected[seq] = id
 	s.mu.Unlock()
-	return c.write(wire.PDU{ID: wire.DeliverSM, Seq: seq, Body: receiptBody(r)})
+	return c.write(wire.PDU{ID: wire.DeliverSM, Seq: seq, Body: receiptBody(r, s.cfg.IDStyle)})
+}
+
+// respID is how submit_sm_resp writes id (Config.IDStyle).
+func (s *Server) respID(id string) string {
+	n, err := strconv.ParseUint(id, 16, 64)
+	switch {
+	case err != nil:
+		return id
+	case s.cfg.IDStyle == "hex/dec":
+		return fmt.Sprintf("%012X", n)
+	case s.cfg.IDStyle == "dec":
+		return strconv.FormatUint(n, 10)
+	}
+	return id
+}
+
+// receiptIDs are how a receipt writes id in its TLV and its text.
+func receiptIDs(id, style string) (tlv, text string) {
+	n, err := strconv.ParseUint(id, 16, 64)
+	if err != nil || (style != "hex/dec" && style != "dec") {
+		return id, id
+	}
+	d := fmt.Sprintf("%020d", n) // fixed width: leading zeros the ESME must ignore
+	return d, d
+}
+
+// sendReceiptNow sends m's receipt on c at once (ReceiptBeforeResp):
+// tracked like any receipt, so it is resent until acknowledged.
+func (s *Server) sendReceiptNow(c *conn, m Message) {
+	o := s.outcome(m.Dest)
+	if m.RegisteredDelivery&0x03 == 0 || (m.RegisteredDelivery&0x03 == 2 && o.Stat == "DELIVRD") {
+		return
+	}
+	now := time.Now()
+	r := &receipt{msg: m, out: o, done: now, due: now, sentAt: now, sent: 1}
+	s.mu.Lock()
+	r.conn, r.seq = c, c.nextSeqLocked()
+	s.outbox = append(s.outbox, r)
+	s.mu.Unlock()
+	c.write(r.pdu(s.cfg.IDStyle))
+}
+
+// SendMO queues a mobile-originated deliver_sm (§4.6.1) or data_sm
+// (§4.7.1) for m.SystemID, resent like a receipt until acknowledged with
+// ESME_ROK. It returns the id DeliverResps reports for it ("mo-N").
+func (s *Server) SendMO(m MO) string {
+	now := time.Now()
+	r := &receipt{due: now, body: moBody(m), command: wire.DeliverSM}
+	if m.DataSM {
+		r.command = wire.DataSM
+	}
+	s.mu.Lock()
+	s.moSeq++
+	r.msg = Message{ID: fmt.Sprintf("mo-%d", s.moSeq), SystemID: m.SystemID, At: now}
+	s.outbox = append(s.outbox, r)
+	s.notifyLocked()
+	s.wakeLocked()
+	s.mu.Unlock()
+	return r.msg.ID
+}
+
+// moBody encodes m: esm_class 0 (or 0x40 with a UDH, §5.2.12).
+func moBody(m MO) []byte {
+	esm := byte(0)
+	ud := append(append([]byte(nil), m.UDH...), m.Text...)
+	if len(m.UDH) > 0 {
+		esm = 0x40
+	}
+	var tlvs []wire.TLV
+	for tag, v := range m.TLVs {
+		tlvs = append(tlvs, wire.TLV{Tag: tag, Value: v})
+	}
+	if m.DataSM {
+		tlvs = append(tlvs, wire.TLV{Tag: wire.TagMessagePayload, Value: ud})
+		return wire.DataSMBody{SourceTON: 1, SourceNPI: 1, Source: m.From, DestTON: 1, DestNPI: 1, Dest: m.To,
+			ESMClass: esm, DataCoding: m.DataCoding}.Marshal(tlvs...)
+	}
+	sm := wire.SM{SourceTON: 1, SourceNPI: 1, Source: m.From, DestTON: 1, DestNPI: 1, Dest: m.To,
+		ESMClass: esm, DataCoding: m.DataCoding, ShortMessage: ud, TLVs: tlvs}
+	if len(ud) > 254 {
+		sm.ShortMessage, sm.TLVs = nil, append(tlvs, wire.TLV{Tag: wire.TagMessagePayload, Value: ud})
+	}
+	b, err := sm.Marshal()
+	if err != nil {
+		panic(fmt.Sprintf("smsctest: MO body: %v", err)) // only with a test's absurd TLVs
+	}
+	return b
+}
+
+// InjectCommand sends a request with commandID and body on the newest
+// session bound as systemID, e.g. a command the ESME does not know. Its
+// response is recorded in Responses.
+func (s *Server) InjectCommand(systemID string, commandID uint32, body []byte) (uint32, error) {
+	s.mu.Lock()
+	c := s.boundLocked(systemID)
+	if c == nil {
+		s.mu.Unlock()
+		return 0, errors.New("smsctest: no session bound as " + systemID)
+	}
+	seq := c.nextSeqLocked()
+	if c.commands == nil {
+		c.commands = make(map[uint32]bool)
+	}
+	c.commands[seq] = true
+	s.mu.Unlock()
+	return seq, c.write(wire.PDU{ID: commandID, Seq: seq, Body: body})
+}
+
+// boundLocked returns the newest open session bound as systemID.
+func (s *Server) boundLocked(systemID string) *conn {
+	var best *conn
+	for c := range s.conns {
+		if c.bound && !c.closed && c.systemID == systemID && (best == nil || c.born > best.born) {
+			best = c
+		}
+	}
+	return best
 }

@@ -2,12 +2,15 @@ package smsctest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
+
+	"github.com/smsbridge/smsbridge/smppout/internal/wire"
 )
 
 // Server is a running simulator. Its state (messages, receipts not yet
@@ -27,9 +30,21 @@ type Server struct {
 	resps    []DeliverResp
 	binds    int
 	enquires int
-	accepted uint64
-	changed  chan struct{} // closed and replaced on every state change
-	pumpStop chan struct{} // nil while the receipt pump is not running
+	accepted uint64 // connections
+	total    int    // messages accepted, also those MaxMessages dropped
+	waiters  int    // callers in wait: notify only when someone listens
+
+	throttleAcc float64   // ThrottleFraction accumulator
+	tpsSecond   time.Time // MaxTPS: the second being counted
+	tpsCount    int
+	throttled   int
+	dupReceipts int // receipts sent again on purpose
+	enqResps    int // enquire_link_resp to our enquire_link
+	unbinds     int // unbind requests from ESMEs
+	cmdResps    []Response
+	moSeq       int
+	changed     chan struct{} // closed and replaced on every state change
+	pumpStop    chan struct{} // nil while the receipt pump is not running
 
 	kick     chan struct{} // wakes the pump
 	pumpDone chan struct{}
@@ -55,6 +70,9 @@ func (s *Server) Start(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("smsctest: listen: %w", err)
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.mu.Lock()
 	if s.ln != nil {
@@ -128,7 +146,8 @@ func (s *Server) accept(ln net.Listener) {
 		if err != nil {
 			return
 		}
-		c := &conn{s: s, nc: nc, log: s.log.With("remote", nc.RemoteAddr().String())}
+		c := &conn{s: s, nc: nc, log: s.log.With("remote", nc.RemoteAddr().String()),
+			w: wire.NewWriter(nc, s.cfg.RespTimeout), end: make(chan struct{})}
 		s.mu.Lock()
 		if s.ln != ln { // stopped meanwhile
 			s.mu.Unlock()
@@ -146,6 +165,9 @@ func (s *Server) accept(ln net.Listener) {
 
 // notifyLocked wakes the waiters; s.mu held.
 func (s *Server) notifyLocked() {
+	if s.waiters == 0 {
+		return
+	}
 	close(s.changed)
 	s.changed = make(chan struct{})
 }
@@ -155,14 +177,24 @@ func (s *Server) wait(ctx context.Context, cond func() bool) error {
 	for {
 		s.mu.Lock()
 		ok, ch := cond(), s.changed
+		if !ok {
+			s.waiters++
+		}
 		s.mu.Unlock()
 		if ok {
 			return nil
 		}
+		var err error
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("smsctest: wait: %w", ctx.Err())
+			err = fmt.Errorf("smsctest: wait: %w", ctx.Err())
+		}
+		s.mu.Lock()
+		s.waiters--
+		s.mu.Unlock()
+		if err != nil {
+			return err
 		}
 	}
 }
@@ -176,8 +208,69 @@ func (s *Server) Messages() []Message {
 
 // WaitMessages waits until at least n messages were accepted.
 func (s *Server) WaitMessages(ctx context.Context, n int) ([]Message, error) {
-	err := s.wait(ctx, func() bool { return len(s.msgs) >= n })
+	err := s.wait(ctx, func() bool { return s.total >= n })
 	return s.Messages(), err
+}
+
+// Accepted counts the messages accepted since New, also those
+// MaxMessages no longer keeps.
+func (s *Server) Accepted() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
+}
+
+// Throttled counts submit_sm refused with ESME_RTHROTTLED by
+// ThrottleFraction or MaxTPS.
+func (s *Server) Throttled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.throttled
+}
+
+// DuplicateReceipts counts the receipts sent again by DuplicateReceipts.
+func (s *Server) DuplicateReceipts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dupReceipts
+}
+
+// EnquireLinkResps counts the answers to the simulator's enquire_link.
+func (s *Server) EnquireLinkResps() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.enqResps
+}
+
+// Responses returns the responses to InjectCommand requests, oldest first.
+func (s *Server) Responses() []Response {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Response(nil), s.cmdResps...)
+}
+
+// WaitResponses waits until at least n InjectCommand responses came.
+func (s *Server) WaitResponses(ctx context.Context, n int) ([]Response, error) {
+	err := s.wait(ctx, func() bool { return len(s.cmdResps) >= n })
+	return s.Responses(), err
+}
+
+// Unbinds counts the unbind requests ESMEs sent.
+func (s *Server) Unbinds() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unbinds
+}
+
+// DropConnections closes every connection at once, without unbind, and
+// keeps listening: what was accepted but not yet answered is in doubt
+// for the client.
+func (s *Server) DropConnections() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
 }
 
 // DeliverResps returns the deliver_sm_resps received, oldest first.

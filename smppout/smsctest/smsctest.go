@@ -3,6 +3,7 @@
 package smsctest
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 )
@@ -33,6 +34,44 @@ type Config struct {
 	ReceiptRetry time.Duration
 	// RespTimeout bounds the wait for deliver_sm_resp; default 10s.
 	RespTimeout time.Duration
+	// TLS, when set, serves SMPP over TLS.
+	TLS *tls.Config
+	// MaxMessages keeps only the newest accepted messages (0: all), so
+	// a long demo or a benchmark does not grow without bound; Accepted
+	// counts them all.
+	MaxMessages int
+
+	// Faults, for tests. See also SubmitStatus, DropConnections,
+	// InjectReceipt and InjectCommand.
+
+	// ThrottleFraction refuses this fraction of submit_sm with
+	// ESME_RTHROTTLED, evenly spread (0.25: every fourth).
+	ThrottleFraction float64
+	// MaxTPS refuses submit_sm with ESME_RTHROTTLED past this many in
+	// one second (counted per calendar second, as many SMSCs do); 0: no cap.
+	MaxTPS int
+	// RespDelay delays every submit_sm_resp, plus a random part up to
+	// RespJitter (responses then come out of order). The message is
+	// recorded at once: a connection lost meanwhile leaves it in doubt.
+	RespDelay, RespJitter time.Duration
+	// ReceiptJitter adds a random delay up to this to each receipt:
+	// receipts come out of order.
+	ReceiptJitter time.Duration
+	// DuplicateReceipts sends each receipt once more after its first
+	// ESME_ROK, as SMSCs do after a lost deliver_sm_resp.
+	DuplicateReceipts bool
+	// ReceiptBeforeResp sends the receipt before the submit_sm_resp.
+	ReceiptBeforeResp bool
+	// EnquireLink, when set, sends enquire_link on every bound session
+	// at this interval (SMSC-initiated keepalive, §4.11).
+	EnquireLink time.Duration
+	// IDStyle is how ids are written: "" the same lowercase hex in
+	// submit_sm_resp and receipts; "hex/dec" upper-case zero-padded hex
+	// in submit_sm_resp and decimal zero-padded to 20 digits in
+	// receipts (TLV and text); "dec" decimal in submit_sm_resp, padded
+	// the same in receipts.
+	// Message.ID is the lowercase hex form in every style.
+	IDStyle string
 }
 
 func (c Config) withDefaults() Config {
@@ -54,6 +93,7 @@ func (c Config) withDefaults() Config {
 type Message struct {
 	ID                 string
 	SystemID           string // of the session that submitted it
+	Conn               uint64 // the connection it came on, numbered from 1 in accept order
 	Source, Dest       string
 	ESMClass           byte
 	DataCoding         byte
@@ -62,6 +102,22 @@ type Message struct {
 	Validity           string // validity_period as sent
 	TLVs               map[uint16][]byte
 	At                 time.Time
+}
+
+// Response is a response to a request sent with InjectCommand.
+type Response struct {
+	CommandID, Status, Seq uint32
+}
+
+// MO is a mobile-originated message for SendMO.
+type MO struct {
+	SystemID   string // the ESME it goes to
+	From, To   string // digits; From is sent as international (TON 1)
+	DataCoding byte
+	UDH        []byte // with its length octet; sets esm_class UDHI (0x40)
+	Text       []byte // user data after the UDH
+	TLVs       map[uint16][]byte
+	DataSM     bool // send data_sm with message_payload instead of deliver_sm
 }
 
 // DeliverResp is a deliver_sm_resp the simulator received.

@@ -118,11 +118,15 @@ func unexpected(err error) error {
 
 // Marshal returns the PDU's wire form.
 func (p PDU) Marshal() []byte {
-	b := make([]byte, HeaderLen, HeaderLen+len(p.Body))
-	binary.BigEndian.PutUint32(b[0:4], uint32(HeaderLen+len(p.Body)))
-	binary.BigEndian.PutUint32(b[4:8], p.ID)
-	binary.BigEndian.PutUint32(b[8:12], p.Status)
-	binary.BigEndian.PutUint32(b[12:16], p.Seq)
+	return p.AppendTo(make([]byte, 0, HeaderLen+len(p.Body)))
+}
+
+// AppendTo appends the PDU's wire form to b.
+func (p PDU) AppendTo(b []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(HeaderLen+len(p.Body)))
+	b = binary.BigEndian.AppendUint32(b, p.ID)
+	b = binary.BigEndian.AppendUint32(b, p.Status)
+	b = binary.BigEndian.AppendUint32(b, p.Seq)
 	return append(b, p.Body...)
 }
 
