@@ -95,34 +95,36 @@ type Store interface {
 
 // Bridge moves records between the store, the SMSC and the report sender.
 type Bridge struct {
-	cfg  Config
-	st   Store
-	smsc SMSC
-	out  report.Sender
-	log  *slog.Logger
+	cfg    Config
+	st     Store
+	routes []*route
+	out    report.Sender
+	log    *slog.Logger
 
 	mu          sync.Mutex
 	inflight    map[string]bool      // records being submitted now
 	inflightTo  map[string]bool      // their destinations
-	pauseUntil  time.Time            // no submits before: the SMSC throttles
-	throttles   int                  // throttling answers in a row
 	reportAt    map[string]time.Time // next report attempt after a temporary failure
 	reportTries map[string]int
 }
 
 // New returns a dispatcher; Run starts it.
-func New(cfg Config, st Store, smsc SMSC, out report.Sender, log *slog.Logger) *Bridge {
+func New(cfg Config, st Store, routes []Route, out report.Sender, log *slog.Logger) *Bridge {
 	cfg.setDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Bridge{
-		cfg: cfg, st: st, smsc: smsc, out: out, log: log,
+	b := &Bridge{
+		cfg: cfg, st: st, out: out, log: log,
 		inflight:    make(map[string]bool),
 		inflightTo:  make(map[string]bool),
 		reportAt:    make(map[string]time.Time),
 		reportTries: make(map[string]int),
 	}
+	for _, r := range routes {
+		b.routes = append(b.routes, &route{Route: r})
+	}
+	return b
 }
 
 // Run dispatches and reports until ctx is done. Submits already handed to

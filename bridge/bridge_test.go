@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,7 +63,7 @@ func newHarnessAt(t *testing.T, path string, cfg Config, sc smsctest.Config) *ha
 	h.smsc = smppout.New(smppout.Config{
 		Addr: sim.Addr(), SystemID: "b", Password: "pw",
 		RespTimeout: 2 * time.Second, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
-	}, func(ctx context.Context, r smppout.Receipt) error { return h.b.HandleReceipt(ctx, r) }, log)
+	}, func(ctx context.Context, r smppout.Receipt) error { return h.b.ReceiptHandler("default")(ctx, r) }, log)
 	if cfg.RetryMin == 0 {
 		cfg.RetryMin, cfg.RetryMax = 10*time.Millisecond, 40*time.Millisecond
 	}
@@ -70,7 +71,7 @@ func newHarnessAt(t *testing.T, path string, cfg Config, sc smsctest.Config) *ha
 		cfg.ThrottleMin, cfg.ThrottleMax = 10*time.Millisecond, 40*time.Millisecond
 	}
 	cfg.ReportingMTA = "gw.test"
-	h.b = New(cfg, st, h.smsc, report.SMTP{Addr: sink.Addr(), Helo: "gw.test"}, log)
+	h.b = New(cfg, st, []Route{{Name: "default", SMSC: h.smsc}}, report.SMTP{Addr: sink.Addr(), Helo: "gw.test"}, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() { h.smsc.Run(ctx); done <- struct{}{} }()
@@ -272,7 +273,7 @@ func TestMultipartReceiptsInAnyOrder(t *testing.T) {
 		if m.ESMClass&0x40 == 0 || m.ShortMessage[5] != byte(i+1) {
 			t.Errorf("part %d: esm_class %#x, UDH % x", i+1, m.ESMClass, m.ShortMessage[:6])
 		}
-		if seg := rec.Segments[i]; seg.SMSCID != m.ID || seg.State != store.SegDelivered {
+		if seg := rec.Segments[i]; seg.SMSCID != "default:"+m.ID || seg.State != store.SegDelivered {
 			t.Errorf("segment %d: %+v, simulator id %s", i+1, seg, m.ID)
 		}
 	}
@@ -498,5 +499,112 @@ func TestRecoverAfterCrash(t *testing.T) {
 	got, _ := h.st.Get(rec.ID)
 	if got.State != store.Submitted || got.Segments[0].SMSCID != "earlier-1" || got.Segments[1].SMSCID == "" {
 		t.Errorf("record %s segments %+v", got.State, got.Segments)
+	}
+}
+
+// routedHarness is a bridge over several routes, each with its own simulator.
+type routedHarness struct {
+	st   *store.Store
+	sims map[string]*smsctest.Server
+	b    *Bridge
+}
+
+func newRouted(t *testing.T, routes []Route) *routedHarness {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "r.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h := &routedHarness{st: st, sims: map[string]*smsctest.Server{}}
+	log := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(context.Background())
+	var runs sync.WaitGroup
+	for i := range routes {
+		sim := smsctest.New(smsctest.Config{SystemID: "b", Password: "pw", ReceiptDelay: 10 * time.Millisecond})
+		if err := sim.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sim.Close() })
+		name := routes[i].Name
+		h.sims[name] = sim
+		cl := smppout.New(smppout.Config{Addr: sim.Addr(), SystemID: "b", Password: "pw",
+			RespTimeout: 2 * time.Second, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
+			func(ctx context.Context, r smppout.Receipt) error { return h.b.ReceiptHandler(name)(ctx, r) }, log)
+		routes[i].SMSC = cl
+		runs.Add(1)
+		go func() { defer runs.Done(); cl.Run(ctx) }()
+	}
+	h.b = New(Config{RetryMin: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond,
+		ThrottleMin: 20 * time.Millisecond, ThrottleMax: 50 * time.Millisecond}, st, routes, report.Outbox{Dir: t.TempDir()}, log)
+	runs.Add(1)
+	go func() { defer runs.Done(); h.b.Run(ctx) }()
+	t.Cleanup(func() { cancel(); runs.Wait() })
+	return h
+}
+
+func (h *routedHarness) send(t *testing.T, to string) *store.Record {
+	t.Helper()
+	rec := &store.Record{From: "a@x.test", Rcpt: to + "@sms.test", To: to, Segments: []store.Segment{{Payload: []byte("hi")}}}
+	if err := h.st.Add(context.Background(), []*store.Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, _ := h.st.Get(rec.ID)
+		if got.State == store.Delivered {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("record to %s: %s %+v", to, got.State, got.Events)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// routeOf is the route that carried rec's segment, from its stored id.
+func routeOf(rec *store.Record) string {
+	name, _, _ := strings.Cut(rec.Segments[0].SMSCID, ":")
+	return name
+}
+
+func TestRoutingAndFailover(t *testing.T) {
+	h := newRouted(t, []Route{
+		{Name: "primary", Prefixes: []string{"+1"}, Priority: 0},
+		{Name: "backup", Prefixes: []string{"+1"}, Priority: 1},
+		{Name: "germany", Prefixes: []string{"+49"}},
+		{Name: "mobile-de", Prefixes: []string{"+4915", "+4916", "+4917"}},
+	})
+	for _, tc := range []struct{ to, want string }{
+		{"+14155550123", "primary"},
+		{"+4930123456", "germany"},
+		{"+4915112345678", "mobile-de"}, // the longest prefix wins
+	} {
+		if got := routeOf(h.send(t, tc.to)); got != tc.want {
+			t.Errorf("%s went by %s, want %s", tc.to, got, tc.want)
+		}
+	}
+
+	h.sims["primary"].Stop() // the primary SMSC goes away
+	time.Sleep(100 * time.Millisecond)
+	if got := routeOf(h.send(t, "+14155550124")); got != "backup" {
+		t.Errorf("with the primary down, traffic went by %s", got)
+	}
+	if err := h.sims["primary"].Start(h.sims["primary"].Addr()); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sims["primary"].WaitBinds(ctxFor(t), 2); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the bind is seen by the client
+	if got := routeOf(h.send(t, "+14155550125")); got != "primary" {
+		t.Errorf("with the primary back, traffic went by %s", got)
+	}
+	// No route serves +33: the record waits in the queue.
+	rec := &store.Record{From: "a@x.test", Rcpt: "+33612345678@sms.test", To: "+33612345678", Segments: []store.Segment{{Payload: []byte("x")}}}
+	h.st.Add(context.Background(), []*store.Record{rec})
+	time.Sleep(200 * time.Millisecond)
+	if got, _ := h.st.Get(rec.ID); got.State != store.Queued || got.Attempts != 0 {
+		t.Errorf("unroutable record: %s after %d attempts", got.State, got.Attempts)
 	}
 }

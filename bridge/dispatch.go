@@ -31,15 +31,11 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 	// written down, or the segment would be sent twice after a restart.
 	subCtx := context.WithoutCancel(ctx)
 	for ctx.Err() == nil {
-		if !b.smsc.Bound() {
+		if !b.anyBound() {
 			wait(ctx, nil, boundPoll)
 			continue
 		}
 		now := b.cfg.Now()
-		if until := b.pausedUntil(); now.Before(until) {
-			wait(ctx, nil, until.Sub(now))
-			continue
-		}
 		recs, next, err := b.st.Due(now, dueBatch)
 		if err != nil {
 			b.log.Error("dispatch: reading due records", "err", err)
@@ -48,6 +44,7 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 		}
 		started := 0
 		busy := map[string]bool{} // destinations skipped in this pass
+		var resume time.Time      // when a resting route serves a skipped record again
 		for _, rec := range recs {
 			// Once a destination was skipped, its later records wait for
 			// the next pass, even if the submit in flight ends meanwhile.
@@ -61,17 +58,29 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 				b.release(rec)
 				return nil
 			}
-			if b.cfg.Now().Before(b.pausedUntil()) {
-				// Throttled while we waited for a worker.
+			// Picked after a worker is free: a route may have started
+			// resting while we waited.
+			rt, at := b.pick(rec.To)
+			if rt == nil {
 				<-sem
 				b.release(rec)
-				break
+				if b.cfg.Now().Sub(rec.Created) > b.cfg.Validity {
+					// No route took it in time (none serves the number, or
+					// all were down): it ends here, and is reported.
+					b.fail(rec.ID, store.Expired, statusExpired, "smpp; no route could take the message within its validity period")
+					continue
+				}
+				busy[rec.To] = true
+				if !at.IsZero() && (resume.IsZero() || at.Before(resume)) {
+					resume = at
+				}
+				continue
 			}
 			started++
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				b.submitFresh(subCtx, rec)
+				b.submitFresh(subCtx, rec, rt)
 				b.release(rec)
 				<-sem
 				select {
@@ -85,6 +94,13 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 			// When every due record was skipped (its destination busy),
 			// only a finishing worker can change that: do not spin.
 			d = max(next.Sub(now), 0)
+		}
+		if !resume.IsZero() {
+			d = min(d, max(resume.Sub(b.cfg.Now()), 0))
+		}
+		if started == 0 && len(recs) > 0 {
+			// Records wait for a route to bind: look again soon.
+			d = min(d, boundPoll)
 		}
 		waitAny(ctx, changed, done, d)
 	}
@@ -127,43 +143,13 @@ func (b *Bridge) release(rec *store.Record) {
 	b.mu.Unlock()
 }
 
-// pausedUntil is when a throttled SMSC may be sent to again.
-func (b *Bridge) pausedUntil() time.Time {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.pauseUntil
-}
-
-// throttled pauses all submits: the SMSC said it is over its rate or its
-// queue is full, which is about the route, not about one message. The
-// pause doubles while throttling goes on and resets on the next success.
-func (b *Bridge) throttled() time.Time {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.throttles++
-	d := b.cfg.ThrottleMin
-	for i := 1; i < b.throttles && d < b.cfg.ThrottleMax; i++ {
-		d *= 2
-	}
-	if until := b.cfg.Now().Add(min(d, b.cfg.ThrottleMax)); until.After(b.pauseUntil) {
-		b.pauseUntil = until
-	}
-	return b.pauseUntil
-}
-
-func (b *Bridge) unthrottled() {
-	b.mu.Lock()
-	b.throttles = 0
-	b.mu.Unlock()
-}
-
 // errNotDue: the record changed since Due listed it.
 var errNotDue = errors.New("record no longer due")
 
 // submitFresh moves rec to Submitting, as the store has it now (the copy
 // from Due may be stale), and submits it. A crash from here on leaves it in
 // Submitting, which Recover puts back in the queue at start-up.
-func (b *Bridge) submitFresh(ctx context.Context, rec *store.Record) {
+func (b *Bridge) submitFresh(ctx context.Context, rec *store.Record, rt *route) {
 	now := b.cfg.Now()
 	fresh, err := b.st.Update(rec.ID, func(r *store.Record) error {
 		if r.State != store.Queued || r.NextAttempt.After(now) {
@@ -181,12 +167,12 @@ func (b *Bridge) submitFresh(ctx context.Context, rec *store.Record) {
 		b.log.Error("dispatch: taking record", "id", rec.ID, "err", err)
 		return
 	}
-	b.submit(ctx, fresh)
+	b.submit(ctx, fresh, rt)
 }
 
 // submit sends the segments of rec that the SMSC has not accepted yet, in
 // order, recording each id as soon as it arrives.
-func (b *Bridge) submit(ctx context.Context, rec *store.Record) {
+func (b *Bridge) submit(ctx context.Context, rec *store.Record, rt *route) {
 	if b.cfg.Now().Sub(rec.Created) > b.cfg.Validity {
 		b.fail(rec.ID, store.Expired, statusExpired, "smpp; validity period passed before the SMSC accepted the message; last error: "+rec.LastError)
 		return
@@ -196,13 +182,14 @@ func (b *Bridge) submit(ctx context.Context, rec *store.Record) {
 			continue
 		}
 		start := time.Now()
-		id, err := b.smsc.Submit(ctx, b.submitSM(rec, i))
+		id, err := rt.SMSC.Submit(ctx, b.submitSM(rec, i, rt))
 		b.cfg.Metrics.submitLatency.Observe(time.Since(start).Seconds())
 		if err != nil {
-			b.submitFailed(rec, i, err)
+			b.submitFailed(rec, i, err, rt)
 			return
 		}
-		b.unthrottled()
+		rt.healthy()
+		id = smscKey(rt.Name, id)
 		b.cfg.Metrics.segments.Inc()
 		b.log.Info("segment submitted", "id", rec.ID, "to", rec.To, "seg", i+1, "segments",
 			len(rec.Segments), "smsc_id", id, "took", time.Since(start))
@@ -215,9 +202,12 @@ func (b *Bridge) submit(ctx context.Context, rec *store.Record) {
 	}
 }
 
-func (b *Bridge) submitSM(rec *store.Record, i int) smppout.Submit {
+func (b *Bridge) submitSM(rec *store.Record, i int, rt *route) smppout.Submit {
 	seg := rec.Segments[i]
 	source := b.cfg.SourceAddr
+	if rt.Source != "" {
+		source = rt.Source
+	}
 	if rec.Source != "" {
 		source = rec.Source // the sender's own id (per user)
 	}
@@ -285,7 +275,7 @@ func allSubmitted(r *store.Record) bool {
 // submitFailed classifies a submit error: permanent ones fail the record,
 // anything else (not bound, timeout, throttling, a dropped session) retries
 // with backoff until the validity period ends.
-func (b *Bridge) submitFailed(rec *store.Record, i int, err error) {
+func (b *Bridge) submitFailed(rec *store.Record, i int, err error, rt *route) {
 	var se *smppout.StatusError
 	isStatus := errors.As(err, &se)
 	switch {
@@ -293,10 +283,14 @@ func (b *Bridge) submitFailed(rec *store.Record, i int, err error) {
 		b.cfg.Metrics.submitErrors.WithLabelValues("permanent").Inc()
 		b.fail(rec.ID, store.Failed, submitStatus(se.Status), fmt.Sprintf("smpp; submit_sm command_status=0x%08X", se.Status))
 		return
-	case isStatus && throttling[se.Status]:
+	case isStatus && throttling[se.Status], errors.Is(err, smppout.ErrNotBound):
+		// About the route, not the message: the route rests, the record
+		// goes back to the queue without losing an attempt, and another
+		// route serving the number takes it now if there is one.
 		b.cfg.Metrics.submitErrors.WithLabelValues("throttled").Inc()
 		b.cfg.Metrics.throttles.Inc()
-		b.requeue(rec, i, err, b.throttled())
+		until := rt.pause(b.cfg.Now(), b.cfg.ThrottleMin, b.cfg.ThrottleMax)
+		b.requeue(rec, i, err, rt.Name, until)
 		return
 	}
 	b.cfg.Metrics.submitErrors.WithLabelValues("temporary").Inc()
@@ -341,8 +335,10 @@ var throttling = map[uint32]bool{
 	0x14: true, // ESME_RMSGQFUL
 }
 
-// requeue puts rec back in the queue until at, without counting an attempt.
-func (b *Bridge) requeue(rec *store.Record, i int, cause error, at time.Time) {
+// requeue puts rec back in the queue, due now, without counting an attempt:
+// the dispatcher picks a route that is not resting, or waits for one.
+func (b *Bridge) requeue(rec *store.Record, i int, cause error, routeName string, until time.Time) {
+	at := b.cfg.Now()
 	_, err := b.st.Update(rec.ID, func(r *store.Record) error {
 		if r.State == store.Submitting {
 			r.State = store.Queued
@@ -350,14 +346,14 @@ func (b *Bridge) requeue(rec *store.Record, i int, cause error, at time.Time) {
 		r.NextAttempt = at
 		r.LastError = cause.Error()
 		r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "throttled",
-			Detail: fmt.Sprintf("seg %d/%d: %v; route paused until %s", i+1, len(r.Segments), cause, at.Format(time.RFC3339Nano))})
+			Detail: fmt.Sprintf("seg %d/%d: %v; route %s rests until %s", i+1, len(r.Segments), cause, routeName, until.Format(time.RFC3339Nano))})
 		return nil
 	})
 	if err != nil {
 		b.log.Error("recording throttle", "id", rec.ID, "err", err)
 		return
 	}
-	b.log.Warn("smsc throttling, route paused", "id", rec.ID, "until", at, "err", cause)
+	b.log.Warn("route rests after a route-level error", "id", rec.ID, "route", routeName, "until", until, "err", cause)
 }
 
 // fail ends, as Failed or Expired, a record that the SMSC never fully

@@ -44,6 +44,7 @@ type Config struct {
 
 	SMTP    SMTPConfig    `toml:"smtp"`
 	SMSC    SMSCConfig    `toml:"smsc"`
+	Routes  []RouteConfig `toml:"routes"`
 	Retry   RetryConfig   `toml:"retry"`
 	Store   StoreConfig   `toml:"store"`
 	Convert ConvertConfig `toml:"convert"`
@@ -121,6 +122,32 @@ type SMSCConfig struct {
 	// ReconnectMin and ReconnectMax bound the backoff between bind attempts.
 	ReconnectMin Duration `toml:"reconnect_min"`
 	ReconnectMax Duration `toml:"reconnect_max"`
+	// BindMode: "transceiver" or "transmitter+receiver"; Binds: how many
+	// (pairs of) sessions.
+	BindMode string `toml:"bind_mode"`
+	Binds    int    `toml:"binds"`
+	// TLS dials the SMSC over TLS (certificate verified).
+	TLS bool `toml:"tls"`
+	// TPS caps segments per second on this route; 0 is no cap.
+	TPS int `toml:"tps"`
+	// IDFormat: how the SMSC writes message ids in submit_sm_resp and in
+	// receipts: "" (as sent), "dec", "hex", "hex/dec", "dec/hex".
+	IDFormat string `toml:"id_format"`
+	// GSMDataCoding is the data_coding for GSM 7-bit text: 0 (SMSC
+	// default alphabet) or 1 for SMSCs that want it.
+	GSMDataCoding int `toml:"gsm_data_coding"`
+}
+
+// RouteConfig is one more SMSC, serving the numbers of its prefixes. The
+// [smsc] section is the route "default", serving every number; a route with
+// a longer matching prefix, or the same and a lower priority, is preferred,
+// and when it is down the next one serving the number takes over.
+type RouteConfig struct {
+	Name       string   `toml:"name"`
+	Prefixes   []string `toml:"prefixes"`
+	Priority   int      `toml:"priority"`
+	SourceAddr string   `toml:"source_addr"`
+	SMSCConfig
 }
 
 // RetryConfig is the dispatcher's retry policy.
@@ -189,7 +216,10 @@ func defaultConfig() Config {
 			ReconnectMax: Duration{time.Minute},
 			Languages:    []string{},
 			Concat:       string(convert.ConcatUDH8),
+			BindMode:     "transceiver",
+			Binds:        1,
 		},
+		Routes:  []RouteConfig{},
 		Convert: defaultConvertConfig(),
 		Retry: RetryConfig{
 			Min:         Duration{30 * time.Second},
@@ -385,6 +415,28 @@ func (c *Config) validate() error {
 	if w := c.SMSC.Window; w < 1 || w > 1000 {
 		bad("smsc.window", "%d is not in 1..1000", w)
 	}
+	names := map[string]bool{"default": true}
+	for i, r := range c.Routes {
+		key := fmt.Sprintf("routes[%d]", i)
+		switch {
+		case r.Name == "" || strings.ContainsAny(r.Name, ": "):
+			bad(key+".name", "%q: a route needs a name without spaces or colons", r.Name)
+		case names[r.Name]:
+			bad(key+".name", "%q is used twice (default is the [smsc] route)", r.Name)
+		}
+		names[r.Name] = true
+		if r.Addr == "" {
+			bad(key+".addr", "a route needs the SMSC's host:port")
+		}
+		for _, p := range r.Prefixes {
+			if p != "+" && !validPrefix(p) {
+				bad(key+".prefixes", "%q is not an E.164 prefix (+ and digits)", p)
+			}
+		}
+		if len(r.Languages) > 0 || r.Concat != "" {
+			bad(key, "languages and concat are set for all routes in [smsc]")
+		}
+	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:
@@ -500,7 +552,9 @@ func (c *Config) trustedPrefixes() ([]netip.Prefix, error) {
 }
 
 // demo reports whether smsbridge runs its own SMSC simulator.
-func (c *Config) demo() bool { return c.SMSC.Addr == "" }
+// With [[routes]] but no [smsc] address there is no default route, and no
+// simulator: a number no route serves waits, it is not delivered to a fake.
+func (c *Config) demo() bool { return c.SMSC.Addr == "" && len(c.Routes) == 0 }
 
 // loopbackAddr reports whether host:port listens on loopback only.
 func loopbackAddr(hostport string) bool {
@@ -513,4 +567,16 @@ func loopbackAddr(hostport string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+func validPrefix(p string) bool {
+	if len(p) < 2 || p[0] != '+' {
+		return false
+	}
+	for _, c := range p[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,20 +37,22 @@ const (
 
 // app is one running smsbridge: every component, wired.
 type app struct {
-	cfg      Config
-	demo     bool // the SMSC is our own simulator
-	log      *slog.Logger
-	st       *store.Store
-	sim      *smsctest.Server // demo mode only
-	smsc     *smppout.Client
-	bridge   *bridge.Bridge
-	smtp     *smtpd.Server
-	smtpdCfg smtpd.Config
-	smtpL    net.Listener
-	smtpsL   net.Listener // implicit TLS, optional
-	lmtpL    net.Listener // optional
-	adminL   net.Listener
-	reg      *prometheus.Registry
+	cfg        Config
+	demo       bool // the SMSC is our own simulator
+	log        *slog.Logger
+	st         *store.Store
+	sim        *smsctest.Server  // demo mode only
+	clients    []*smppout.Client // one per route, [smsc] first
+	routeNames []string
+	routeAddrs []string
+	bridge     *bridge.Bridge
+	smtp       *smtpd.Server
+	smtpdCfg   smtpd.Config
+	smtpL      net.Listener
+	smtpsL     net.Listener // implicit TLS, optional
+	lmtpL      net.Listener // optional
+	adminL     net.Listener
+	reg        *prometheus.Registry
 }
 
 // newApp opens the store and the listeners; run starts the work.
@@ -119,6 +122,7 @@ func (a *app) startSimulator() error {
 		SystemID:     demoSystemID,
 		Password:     demoPassword,
 		ReceiptDelay: time.Second,
+		MaxMessages:  10000, // a demo that runs for days must not grow without end
 		Log:          a.log.With("component", "smsc-simulator"),
 	})
 	if err := a.sim.Start("127.0.0.1:0"); err != nil {
@@ -135,19 +139,7 @@ func (a *app) wire() {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		admin.NewCollector(a.st, a.routes))
 	host := cfg.hostname()
-	a.smsc = smppout.New(smppout.Config{
-		Addr:        cfg.SMSC.Addr,
-		SystemID:    cfg.SMSC.SystemID,
-		Password:    cfg.SMSC.Password,
-		SystemType:  cfg.SMSC.SystemType,
-		Window:      cfg.SMSC.Window,
-		EnquireLink: cfg.SMSC.EnquireLink.Duration,
-		RespTimeout: cfg.SMSC.RespTimeout.Duration,
-		BackoffMin:  cfg.SMSC.ReconnectMin.Duration,
-		BackoffMax:  cfg.SMSC.ReconnectMax.Duration,
-	}, func(ctx context.Context, r smppout.Receipt) error {
-		return a.bridge.HandleReceipt(ctx, r)
-	}, a.log.With("component", "smpp"))
+	routes := a.newRoutes()
 	var out report.Sender = report.Outbox{Dir: filepath.Join(cfg.DataDir, "outbox")}
 	if cfg.Smarthost != "" {
 		out = report.SMTP{Addr: cfg.Smarthost, Helo: host}
@@ -170,7 +162,7 @@ func (a *app) wire() {
 		Postmaster:    postmaster,
 		ReportSuccess: reportSuccess,
 		Metrics:       bridge.NewMetrics(a.reg),
-	}, a.st, a.smsc, out, a.log.With("component", "bridge"))
+	}, a.st, routes, out, a.log.With("component", "bridge"))
 	a.smtp = smtpd.New(a.smtpdCfg, a.st, a.log.With("component", "smtpd"))
 }
 
@@ -265,13 +257,15 @@ func (a *app) run(ctx context.Context) error {
 		a.smtp.Shutdown(sctx)
 		return nil
 	})
-	g.Go(func() error { return a.smsc.Run(gctx) })
+	for _, cl := range a.clients {
+		g.Go(func() error { return cl.Run(gctx) })
+	}
 	g.Go(func() error { return a.bridge.Run(gctx) })
 	if a.adminL != nil {
 		h := admin.New(admin.Config{
 			Token:    a.cfg.AdminToken,
 			Routes:   a.routes,
-			Ready:    a.smsc.Bound,
+			Ready:    a.anyBound,
 			Gatherer: a.reg,
 		}, a.st, a.log.With("component", "admin"))
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
@@ -293,7 +287,13 @@ func (a *app) run(ctx context.Context) error {
 
 // routes describes the SMSC binds for the admin listener.
 func (a *app) routes() []admin.RouteStatus {
-	return []admin.RouteStatus{{Name: "default", Addr: a.cfg.SMSC.Addr, Bound: a.smsc.Bound(), Binds: 1}}
+	var out []admin.RouteStatus
+	for i, cl := range a.clients {
+		st := cl.Stats()
+		out = append(out, admin.RouteStatus{Name: a.routeNames[i], Addr: a.routeAddrs[i], Bound: st.Bound > 0,
+			Binds: st.Bound, WindowInUse: st.WindowInUse})
+	}
+	return out
 }
 
 func (a *app) close() {
@@ -335,4 +335,61 @@ func (c *Config) hostname() string {
 func smtpdValidate(c *Config) error {
 	sc := c.smtpdConfig()
 	return sc.Validate()
+}
+
+// newRoutes makes an SMPP client per route: [smsc] as "default", serving
+// every number, then each [[routes]] entry.
+func (a *app) newRoutes() []bridge.Route {
+	var routes []bridge.Route
+	add := func(name string, prefixes []string, priority int, source string, sc SMSCConfig) {
+		cl := smppout.New(smppout.Config{
+			Addr:          sc.Addr,
+			SystemID:      sc.SystemID,
+			Password:      sc.Password,
+			SystemType:    sc.SystemType,
+			Window:        sc.Window,
+			EnquireLink:   sc.EnquireLink.Duration,
+			RespTimeout:   sc.RespTimeout.Duration,
+			BackoffMin:    sc.ReconnectMin.Duration,
+			BackoffMax:    sc.ReconnectMax.Duration,
+			BindMode:      smppout.BindMode(sc.BindMode),
+			Binds:         sc.Binds,
+			TLS:           tlsFor(sc),
+			TPS:           sc.TPS,
+			IDFormat:      smppout.IDFormat(sc.IDFormat),
+			GSMDataCoding: byte(sc.GSMDataCoding),
+		}, func(ctx context.Context, r smppout.Receipt) error {
+			return a.bridge.ReceiptHandler(name)(ctx, r)
+		}, a.log.With("component", "smpp", "route", name))
+		a.clients = append(a.clients, cl)
+		a.routeNames = append(a.routeNames, name)
+		a.routeAddrs = append(a.routeAddrs, sc.Addr)
+		routes = append(routes, bridge.Route{Name: name, Prefixes: prefixes, Priority: priority, Source: source, SMSC: cl})
+	}
+	// The default route is the last resort: it serves every number, after
+	// any route with a matching prefix.
+	if a.cfg.SMSC.Addr != "" { // set by the simulator in demo mode
+		add("default", nil, 1<<30, "", a.cfg.SMSC)
+	}
+	for _, r := range a.cfg.Routes {
+		add(r.Name, r.Prefixes, r.Priority, r.SourceAddr, r.SMSCConfig)
+	}
+	return routes
+}
+
+func tlsFor(sc SMSCConfig) *tls.Config {
+	if !sc.TLS {
+		return nil
+	}
+	host, _, _ := net.SplitHostPort(sc.Addr)
+	return &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+}
+
+func (a *app) anyBound() bool {
+	for _, cl := range a.clients {
+		if cl.Bound() {
+			return true
+		}
+	}
+	return false
 }
