@@ -17,7 +17,13 @@ COPY --from=build /out/smsbridge /usr/local/bin/smsbridge
 # The store (bbolt) and the report outbox live here; keep it on a volume.
 COPY --from=build --chown=65532:65532 /out/data /data
 VOLUME /data
-# 2525: SMTP; 8025: admin HTTP (/healthz, /readyz).
+# 2525: SMTP; 8025: admin HTTP (/healthz, /readyz, /metrics, /api), once published.
 EXPOSE 2525 8025
 USER nonroot:nonroot
-ENTRYPOINT ["/usr/local/bin/smsbridge", "serve", "--data-dir=/data", "--smtp-addr=0.0.0.0:2525", "--admin-addr=0.0.0.0:8025"]
+# The image has no shell or curl: the binary checks itself. The admin
+# listener stays on the container's loopback unless you publish it with
+# --admin-addr=0.0.0.0:8025 and a token (env SMSBRIDGE_ADMIN_TOKEN), which
+# smsbridge then requires; /healthz never asks for it.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
+  CMD ["/usr/local/bin/smsbridge", "healthcheck", "--admin-addr", "127.0.0.1:8025"]
+ENTRYPOINT ["/usr/local/bin/smsbridge", "serve", "--data-dir=/data", "--smtp-addr=0.0.0.0:2525", "--admin-addr=127.0.0.1:8025"]

@@ -35,6 +35,8 @@ const usage = `usage: smsbridge [serve] [flags]     run the gateway (see smsbrid
        smsbridge passwd [--users FILE] NAME
                                      set a user's SMTP AUTH password
        smsbridge check-config [FILE]  print the effective config, or every error
+       smsbridge healthcheck [--admin-addr A] [--ready]
+                                     exit 0 if the server is healthy (for Docker)
        smsbridge version`
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -56,6 +58,8 @@ func run(args []string) int {
 	case "version":
 		fmt.Println(versionString())
 		return 0
+	case "healthcheck":
+		return runHealthcheck(args, os.Stderr)
 	case "passwd":
 		return runPasswd(args, os.Stdin, os.Stdout, os.Stderr)
 	case "queue":
@@ -85,6 +89,14 @@ func run(args []string) int {
 		log.Error("smsbridge: cannot start", "err", err)
 		return 1
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			a.reload()
+		}
+	}()
 	if err := a.run(ctx); err != nil {
 		log.Error("smsbridge: stopped with error", "err", err)
 		return 1

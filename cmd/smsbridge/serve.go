@@ -393,3 +393,20 @@ func (a *app) anyBound() bool {
 	}
 	return false
 }
+
+// reload is SIGHUP: it reads the users file again (passwords, sender ids,
+// per-user limits). Routes and server-wide limits need a restart; a
+// restart loses nothing (SIGTERM drains).
+func (a *app) reload() {
+	if a.cfg.SMTP.UsersFile == "" {
+		a.log.Info("reload: no users file configured; routes and limits change with a restart")
+		return
+	}
+	db, err := users.Load(a.cfg.SMTP.UsersFile)
+	if err != nil {
+		a.log.Error("reload: users file kept as it was", "err", err)
+		return
+	}
+	a.smtp.SetUsers(db)
+	a.log.Info("reload: users file read again", "file", a.cfg.SMTP.UsersFile)
+}
