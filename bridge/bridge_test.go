@@ -608,3 +608,19 @@ func TestRoutingAndFailover(t *testing.T) {
 		t.Errorf("unroutable record: %s after %d attempts", got.State, got.Attempts)
 	}
 }
+
+// TestPackedRoute: a route that wants packed GSM gets the septets packed
+// after the UDH and its fill bits (TS 23.040 §9.2.3.24, TS 23.038 §6.1.2.1.1).
+func TestPackedRoute(t *testing.T) {
+	h := newRouted(t, []Route{{Name: "packed", GSMPacked: true}})
+	rec := h.send(t, "+14155550123")
+	msgs := h.sims["packed"].Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d submits", len(msgs))
+	}
+	// "hi" = septets 0x68 0x69 → packed 0xE8 0x34.
+	if got := msgs[0].ShortMessage; !bytes.Equal(got, []byte{0xE8, 0x34}) {
+		t.Errorf("packed short_message % x, want e8 34", got)
+	}
+	_ = rec
+}

@@ -230,11 +230,15 @@ func (b *Bridge) submitSM(rec *store.Record, i int, rt *route) smppout.Submit {
 	}
 	h := convert.Header{Concat: concat, Ref: rec.Ref, Total: len(rec.Segments), Seq: i + 1,
 		LockingShift: rec.LockingShift, SingleShift: rec.SingleShift}
-	if udh := h.UDH(); udh != nil {
+	udh := h.UDH()
+	if udh != nil {
 		// SMPP v3.4 §5.2.12: esm_class bit 6 (UDHI) says short_message
 		// starts with a user data header.
 		s.ESMClass = 0x40
 		s.ShortMessage = append(udh, seg.Payload...)
+	}
+	if rt.GSMPacked && rec.DataCoding == convert.GSM7.DataCoding() {
+		s.ShortMessage = convert.PackSeptets(udh, seg.Payload)
 	}
 	return s
 }

@@ -22,7 +22,11 @@ type Route struct {
 	// Source, if set, is the sender id of this route's SMS unless the
 	// record has its own (per user).
 	Source string
-	SMSC   SMSC
+	// GSMPacked sends GSM 7-bit text packed eight septets to seven octets
+	// (TS 23.038 §6.1.2.1.1), as some SMSCs want, instead of one septet per
+	// octet; the data_coding to go with it is the SMPP client's.
+	GSMPacked bool
+	SMSC      SMSC
 }
 
 // route is a Route and its pause: when the SMSC throttles or the route

@@ -136,6 +136,9 @@ type SMSCConfig struct {
 	// GSMDataCoding is the data_coding for GSM 7-bit text: 0 (SMSC
 	// default alphabet) or 1 for SMSCs that want it.
 	GSMDataCoding int `toml:"gsm_data_coding"`
+	// GSMPacked sends GSM 7-bit text packed (8 septets in 7 octets)
+	// instead of one septet per octet.
+	GSMPacked bool `toml:"gsm_packed"`
 }
 
 // RouteConfig is one more SMSC, serving the numbers of its prefixes. The

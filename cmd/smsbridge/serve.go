@@ -364,7 +364,8 @@ func (a *app) newRoutes() []bridge.Route {
 		a.clients = append(a.clients, cl)
 		a.routeNames = append(a.routeNames, name)
 		a.routeAddrs = append(a.routeAddrs, sc.Addr)
-		routes = append(routes, bridge.Route{Name: name, Prefixes: prefixes, Priority: priority, Source: source, SMSC: cl})
+		routes = append(routes, bridge.Route{Name: name, Prefixes: prefixes, Priority: priority, Source: source,
+			GSMPacked: sc.GSMPacked, SMSC: cl})
 	}
 	// The default route is the last resort: it serves every number, after
 	// any route with a matching prefix.
