@@ -23,6 +23,7 @@ type Queue interface {
 	Get(id string) (*store.Record, error)
 	Query(q store.Query) ([]*store.Record, string, error)
 	Counts() (map[store.State]int, error)
+	Due(now time.Time, limit int) ([]*store.Record, time.Time, error)
 	Update(id string, fn func(*store.Record) error) (*store.Record, error)
 }
 
@@ -34,6 +35,12 @@ type RouteStatus struct {
 	Binds       int     `json:"binds"`
 	WindowInUse int     `json:"window_in_use"`
 	TPS         float64 `json:"tps"`
+	// Counters since start.
+	Submitted uint64 `json:"submitted"`
+	Throttled uint64 `json:"throttled"`
+	InDoubt   uint64 `json:"in_doubt"`
+	Receipts  uint64 `json:"receipts"`
+	MO        uint64 `json:"mo"`
 }
 
 // Config of the admin listener.

@@ -468,6 +468,9 @@ func TestDemoMode(t *testing.T) {
 		`smsbridge_receipts_total{matched="true",stat="DELIVRD"} 1`,
 		`smsbridge_reports_total{result="sent"} 1`,
 		`smsbridge_route_bound{route="default"} 1`,
+		`smsbridge_route_submitted_total{route="default"} 1`,
+		`smsbridge_route_receipts_total{route="default"} 1`,
+		"smsbridge_queue_oldest_seconds 0",
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)

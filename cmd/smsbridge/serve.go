@@ -291,7 +291,8 @@ func (a *app) routes() []admin.RouteStatus {
 	for i, cl := range a.clients {
 		st := cl.Stats()
 		out = append(out, admin.RouteStatus{Name: a.routeNames[i], Addr: a.routeAddrs[i], Bound: st.Bound > 0,
-			Binds: st.Bound, WindowInUse: st.WindowInUse})
+			Binds: st.Bound, WindowInUse: st.WindowInUse, Submitted: st.Submitted, Throttled: st.Throttled,
+			InDoubt: st.InDoubt, Receipts: st.Receipts, MO: st.MO})
 	}
 	return out
 }
