@@ -34,6 +34,14 @@ type Config struct {
 	PurgeEvery    time.Duration // how often final records past retention are purged; default 10 min
 	Now           func() time.Time
 	Metrics       *Metrics // nil: metrics kept but not registered
+
+	// Delivery reports when the sender gave no NOTIFY and the user has no
+	// report policy (see reports.go); ReportSuccess above is the third.
+	ReportFailures *bool         // report failures; nil: true
+	ReportDelays   bool          // send a delay report once DelayAfter has passed; default false
+	DelayAfter     time.Duration // how long a record waits before a delay report; default 4 h
+	ReportGiveUp   time.Duration // a report still not sent this long after it was due is given up; default 5 days
+	GroupReports   bool          // one report for the recipients of one mail whose reports are due together; default false
 }
 
 func (c *Config) setDefaults() {
@@ -73,6 +81,16 @@ func (c *Config) setDefaults() {
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}
+	if c.ReportFailures == nil {
+		yes := true
+		c.ReportFailures = &yes
+	}
+	if c.DelayAfter == 0 {
+		c.DelayAfter = 4 * time.Hour
+	}
+	if c.ReportGiveUp == 0 {
+		c.ReportGiveUp = 5 * 24 * time.Hour
+	}
 }
 
 // SMSC is what the dispatcher needs of an SMPP client.
@@ -88,6 +106,8 @@ type Store interface {
 	Update(id string, fn func(*store.Record) error) (*store.Record, error)
 	ApplyReceipt(rc store.Receipt) (*store.Record, bool, error)
 	Reportable(limit int) ([]*store.Record, error)
+	ReportsDue(now time.Time, limit int) ([]*store.Record, time.Time, error)
+	DelayDue(before time.Time, limit int) ([]*store.Record, time.Time, error)
 	Changed() <-chan struct{}
 	Recover(now time.Time) (int, error)
 	Purge(ctx context.Context, now time.Time) (int, error)

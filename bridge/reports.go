@@ -2,18 +2,42 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/smsbridge/smsbridge/report"
 	"github.com/smsbridge/smsbridge/store"
 )
 
-// RFC 3463 status codes for final outcomes.
+// The RFC 3463 status of a report, by outcome. This table is the mapping
+// the reports promise; README and tests refer to it.
+//
+//	outcome                                   Action     Status
+//	receipt DELIVRD (every segment)           delivered  2.0.0
+//	receipt UNDELIV, DELETED, UNKNOWN         failed     5.0.0 (err codes are SMSC-specific:
+//	                                                           no finer code can be derived)
+//	receipt REJECTD                           failed     5.7.1 delivery not authorised
+//	receipt EXPIRED                           failed     5.4.7 delivery time expired
+//	validity over before the SMSC took it     failed     5.4.7
+//	submit_sm refused for good, command_status:          submitStatus below
+//	too many failed attempts, cancelled       failed     5.0.0
+//	not final after Config.DelayAfter         delayed    4.4.5 if the SMSC throttled last,
+//	                                                     4.4.1 after a temporary submit error,
+//	                                                     else 4.4.7 (waiting for a receipt)
+//
+// The Diagnostic-Code is "smpp; stat=UNDELIV err=001" from the receipt,
+// "smpp; submit_sm command_status=0x0000000B" from the submit, or the
+// last error.
 const (
 	statusDelivered = "2.0.0"
 	statusExpired   = "5.4.7" // delivery time expired
 	statusFailed    = "5.0.0"
+
+	statusDelayed    = "4.4.7" // not delivered yet, still trying
+	statusCongestion = "4.4.5" // the SMSC throttles or its queue is full
+	statusNoAnswer   = "4.4.1" // the last submit failed temporarily
 )
 
 // receiptStatus maps a receipt's stat (SMPP v3.4 Appendix B) to RFC 3463.
@@ -26,148 +50,407 @@ var receiptStatus = map[string]string{
 	"UNKNOWN": statusFailed,
 }
 
-// submitStatus maps a permanent submit_sm_resp command_status to RFC 3463.
+// submitStatus maps a permanent submit_sm_resp command_status (SMPP v3.4
+// §5.1.3) to RFC 3463.
 func submitStatus(cs uint32) string {
 	switch cs {
 	case 0x0B: // ESME_RINVDSTADR
-		return "5.1.1"
-	case 0x0A: // ESME_RINVSRCADR
-		return "5.1.7"
+		return "5.1.1" // bad destination mailbox address
+	case 0x50, 0x51: // ESME_RINVDSTTON, ESME_RINVDSTNPI
+		return "5.1.3" // bad destination mailbox address syntax
+	case 0x0A, 0x48, 0x49: // ESME_RINVSRCADR, ESME_RINVSRCTON, ESME_RINVSRCNPI
+		return "5.1.7" // bad sender's mailbox address syntax
+	case 0x01: // ESME_RINVMSGLEN
+		return "5.3.4" // message too big for system
 	}
 	return statusFailed
 }
 
-// reportBatch is how many final records one pass of the report loop takes.
+// reportBatch is how many records one pass of the report loop takes from
+// each index.
 const reportBatch = 100
 
+// reportTimeout bounds one attempt to send a report.
+const reportTimeout = 2 * time.Minute
+
+// reportLoop sends the reports the store says are due: final records
+// whose report is not done (with Config.GroupReports, several recipients
+// of one mail that are due together share one report), delay reports
+// being retried, and records
+// that have waited longer than Config.DelayAfter. Every decision is
+// written to the record, so a restart resumes where it stopped: a report
+// that failed for a temporary reason is retried with backoff from
+// ReportNextAttempt, and given up Config.ReportGiveUp after it was due.
 func (b *Bridge) reportLoop(ctx context.Context) error {
 	changed := b.st.Changed()
 	for ctx.Err() == nil {
-		recs, err := b.st.Reportable(reportBatch)
-		if err != nil {
-			b.log.Error("report: reading final records", "err", err)
+		now := b.cfg.Now()
+		next, ok := b.reportPass(ctx, now)
+		d := idleWait
+		if !next.IsZero() {
+			d = min(max(next.Sub(b.cfg.Now()), 0), idleWait)
 		}
-		next := idleWait
-		for _, rec := range recs {
-			if ctx.Err() != nil {
-				break
-			}
-			now := b.cfg.Now()
-			if at, ok := b.retryAt(rec.ID); ok && now.Before(at) {
-				next = min(next, at.Sub(now))
-				continue
-			}
-			if d := b.report(ctx, rec); d > 0 {
-				next = min(next, d)
-			}
+		if !ok {
+			d = max(d, time.Second) // the store failed: do not spin
 		}
-		wait(ctx, changed, next)
+		wait(ctx, changed, d)
 	}
 	return nil
 }
 
-func (b *Bridge) retryAt(id string) (time.Time, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	at, ok := b.reportAt[id]
-	return at, ok
+// reportPass handles what is due at now and returns when the next thing
+// is due (zero: nothing known), and false if the store failed.
+func (b *Bridge) reportPass(ctx context.Context, now time.Time) (time.Time, bool) {
+	var next time.Time
+	earliest := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	ok := true
+	recs, due, err := b.st.ReportsDue(now, reportBatch)
+	if err != nil {
+		b.log.Error("report: reading due reports", "err", err)
+		ok = false
+	}
+	earliest(due)
+	groups := groupByMail(recs)
+	if !b.cfg.GroupReports {
+		groups = groups[:0]
+		for _, r := range recs {
+			groups = append(groups, []*store.Record{r})
+		}
+	}
+	for _, g := range groups {
+		if ctx.Err() != nil {
+			return next, ok
+		}
+		if !g[0].State.Final() {
+			b.delayReport(ctx, g[0])
+			continue
+		}
+		b.finalReport(ctx, g)
+	}
+	delayed, first, err := b.st.DelayDue(now.Add(-b.cfg.DelayAfter), reportBatch)
+	if err != nil {
+		b.log.Error("report: reading records waiting for a delay report", "err", err)
+		ok = false
+	}
+	if !first.IsZero() {
+		earliest(first.Add(b.cfg.DelayAfter))
+	}
+	for _, rec := range delayed {
+		if ctx.Err() != nil {
+			return next, ok
+		}
+		b.delayReport(ctx, rec)
+	}
+	return next, ok
 }
 
-// report sends the report a final record calls for, if any, and marks the
-// record so it is not reported twice. After a temporary failure it returns
-// the delay until the next attempt.
-func (b *Bridge) report(ctx context.Context, rec *store.Record) time.Duration {
-	switch {
-	case rec.From == "":
-		// RFC 3464 §2 / RFC 5321 §4.5.5: never report on a mail from <>,
-		// or reports could loop.
-		b.cfg.Metrics.reports.WithLabelValues("skipped").Inc()
-		b.markReported(rec.ID, "no report: null sender")
-		return 0
-	case rec.State == store.Delivered && !b.cfg.ReportSuccess:
-		b.cfg.Metrics.reports.WithLabelValues("skipped").Inc()
-		b.markReported(rec.ID, "no report: success reports are off")
-		return 0
+// groupByMail groups final records of one mail: the recipients of one SMTP
+// transaction, which the store gave the same Created time, with the same
+// sender and Message-ID. Other records are alone. Order is kept.
+func groupByMail(recs []*store.Record) [][]*store.Record {
+	var groups [][]*store.Record
+	index := map[string]int{}
+	for _, r := range recs {
+		if !r.State.Final() {
+			groups = append(groups, []*store.Record{r})
+			continue
+		}
+		key := r.From + "\x00" + r.MessageID + "\x00" + r.Created.Format(time.RFC3339Nano)
+		if i, ok := index[key]; ok {
+			groups[i] = append(groups[i], r)
+			continue
+		}
+		index[key] = len(groups)
+		groups = append(groups, []*store.Record{r})
 	}
-	msg, err := report.Build(b.reportFor(rec))
-	if err != nil {
-		b.log.Error("report: building", "id", rec.ID, "err", err)
-		b.markReported(rec.ID, "no report: "+err.Error())
-		return 0
+	return groups
+}
+
+// errSkip: the record changed since it was listed; leave it.
+var errSkip = errors.New("record changed")
+
+// finalReport sends one report for the final records of one mail that
+// want one, and marks every record of the group done (or due again later).
+func (b *Bridge) finalReport(ctx context.Context, group []*store.Record) {
+	var send []*store.Record
+	for _, rec := range group {
+		if ok, why := b.wants(rec, finalKind(rec)); !ok {
+			b.cfg.Metrics.reports.WithLabelValues("skipped").Inc()
+			b.markReported(rec.ID, "no report: "+why)
+			continue
+		}
+		send = append(send, rec)
 	}
-	err = b.out.Send(ctx, rec.From, msg)
+	if len(send) == 0 {
+		return
+	}
+	first := send[0]
+	rep := b.finalReportFor(send)
+	err := b.deliver(ctx, first.From, rep)
 	switch {
 	case err == nil:
 		b.cfg.Metrics.reports.WithLabelValues("sent").Inc()
-		b.markReported(rec.ID, "report sent to "+rec.From)
+		what := "report sent to " + first.From
+		if len(send) > 1 {
+			what += fmt.Sprintf(" (one report for %d recipients)", len(send))
+		}
+		for _, rec := range send {
+			b.markReported(rec.ID, what)
+		}
 	case report.IsPermanent(err):
+		// Logged, never bounced: a report on a report would loop.
 		b.cfg.Metrics.reports.WithLabelValues("refused").Inc()
-		b.log.Warn("report refused", "id", rec.ID, "to", rec.From, "err", err)
-		b.markReported(rec.ID, "report refused: "+err.Error())
+		b.log.Warn("report refused", "id", first.ID, "to", first.From, "err", err)
+		for _, rec := range send {
+			b.markReported(rec.ID, "report refused: "+err.Error())
+		}
 	default:
 		b.cfg.Metrics.reports.WithLabelValues("failed").Inc()
-		d := b.backoff(b.bumpReportTries(rec.ID))
-		b.log.Warn("report failed, will retry", "id", rec.ID, "to", rec.From, "err", err, "in", d)
-		b.mu.Lock()
-		b.reportAt[rec.ID] = b.cfg.Now().Add(d)
-		b.mu.Unlock()
-		return d
+		// One delay for the group, so that it is due again together.
+		d := b.backoff(first.ReportAttempts + 1)
+		for _, rec := range send {
+			b.reportFailed(rec, err, rec.FinalAt, d)
+		}
 	}
-	return 0
 }
 
-func (b *Bridge) bumpReportTries(id string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.reportTries[id]++
-	return b.reportTries[id]
+// deliver builds rep and sends it to rcpt. A report carrying the whole
+// original that the server cannot take (no 8BITMIME or SMTPUTF8) goes
+// again with the original's header only.
+func (b *Bridge) deliver(ctx context.Context, rcpt string, rep report.Report) error {
+	msg, err := report.Build(rep)
+	if err != nil {
+		return err // ErrInvalid: permanent
+	}
+	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
+	defer cancel()
+	err = b.out.Send(ctx, rcpt, msg)
+	if rep.Original != nil && (errors.Is(err, report.ErrNo8BitMIME) || errors.Is(err, report.ErrNoSMTPUTF8)) {
+		b.log.Info("report: server cannot take the original, sending its header only", "to", rcpt, "err", err)
+		rep.Original = nil
+		if msg, err = report.Build(rep); err != nil {
+			return err
+		}
+		err = b.out.Send(ctx, rcpt, msg)
+	}
+	return err
 }
 
+// reportFailed records a temporary failure to send rec's pending report
+// (final, or the delay report if rec is not final): the attempt as an
+// event and the next attempt delay from now, or, once the report would
+// have been due for longer than Config.ReportGiveUp, gives it up.
+func (b *Bridge) reportFailed(rec *store.Record, cause error, dueSince time.Time, delay time.Duration) {
+	now := b.cfg.Now()
+	var attempts int
+	var giveUp bool
+	var next time.Time
+	_, err := b.st.Update(rec.ID, func(r *store.Record) error {
+		if pendingKind(r) != pendingKind(rec) {
+			return errSkip
+		}
+		r.ReportAttempts++
+		attempts = r.ReportAttempts
+		next = now.Add(delay)
+		giveUp = next.Sub(dueSince) > b.cfg.ReportGiveUp
+		what := "report"
+		if !r.State.Final() {
+			what = "delay report"
+		}
+		if giveUp {
+			r.ReportNextAttempt = time.Time{}
+			detail := fmt.Sprintf("%s given up after %d attempts over %s: %v", what, r.ReportAttempts,
+				now.Sub(dueSince).Round(time.Second), cause)
+			if r.State.Final() {
+				r.ReportDone = true
+				r.Events = append(r.Events, store.Event{At: now, What: "reported", Detail: detail})
+			} else {
+				r.DelayDone = true
+				r.Events = append(r.Events, store.Event{At: now, What: "delay-reported", Detail: detail})
+			}
+			return nil
+		}
+		r.ReportNextAttempt = next
+		r.Events = append(r.Events, store.Event{At: now, What: "report-failed",
+			Detail: fmt.Sprintf("%s attempt %d: %v; next attempt %s", what, r.ReportAttempts, cause, next.Format(time.RFC3339))})
+		return nil
+	})
+	switch {
+	case errors.Is(err, errSkip):
+	case err != nil:
+		b.log.Error("report: recording a failed attempt", "id", rec.ID, "err", err)
+	case giveUp:
+		b.cfg.Metrics.reports.WithLabelValues("given_up").Inc()
+		b.log.Error("report given up", "id", rec.ID, "to", rec.From, "attempts", attempts, "err", cause)
+	default:
+		b.log.Warn("report failed, will retry", "id", rec.ID, "to", rec.From, "attempt", attempts, "err", cause, "next", next)
+	}
+}
+
+// pendingKind is which report of r is pending: "final" or "delay".
+func pendingKind(r *store.Record) string {
+	switch {
+	case r.State.Final() && !r.ReportDone:
+		return "final"
+	case !r.State.Final() && !r.DelayDone:
+		return "delay"
+	}
+	return ""
+}
+
+// markReported ends the final report of record id: done, with an event.
 func (b *Bridge) markReported(id, what string) {
 	_, err := b.st.Update(id, func(r *store.Record) error {
+		if r.ReportDone {
+			return errSkip
+		}
 		r.ReportDone = true
+		r.ReportNextAttempt = time.Time{}
 		r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "reported", Detail: what})
 		return nil
 	})
-	b.mu.Lock()
-	delete(b.reportAt, id)
-	delete(b.reportTries, id)
-	b.mu.Unlock()
-	if err != nil {
+	switch {
+	case errors.Is(err, errSkip):
+	case err != nil:
 		b.log.Error("report: marking record", "id", id, "err", err)
-		return
+	default:
+		b.log.Info("report done", "id", id, "detail", what)
 	}
-	b.log.Info("report done", "id", id, "detail", what)
 }
 
-func (b *Bridge) reportFor(rec *store.Record) report.Report {
-	action, status, diag := outcome(rec)
-	last := rec.Created
-	if n := len(rec.Events); n > 0 {
-		last = rec.Events[n-1].At
+// delayReport sends the one delay report of a record that has waited
+// longer than Config.DelayAfter, if it wants one, and marks it.
+func (b *Bridge) delayReport(ctx context.Context, rec *store.Record) {
+	if rec.State.Final() || rec.DelayDone {
+		return
 	}
+	if ok, why := b.wants(rec, kindDelay); !ok {
+		b.markDelay(rec.ID, "no delay report: "+why)
+		return
+	}
+	err := b.deliver(ctx, rec.From, b.delayReportFor(rec))
+	switch {
+	case err == nil:
+		b.cfg.Metrics.reports.WithLabelValues("sent").Inc()
+		b.markDelay(rec.ID, "delay report sent to "+rec.From)
+	case report.IsPermanent(err):
+		b.cfg.Metrics.reports.WithLabelValues("refused").Inc()
+		b.log.Warn("delay report refused", "id", rec.ID, "to", rec.From, "err", err)
+		b.markDelay(rec.ID, "delay report refused: "+err.Error())
+	default:
+		b.cfg.Metrics.reports.WithLabelValues("failed").Inc()
+		b.reportFailed(rec, err, rec.Created.Add(b.cfg.DelayAfter), b.backoff(rec.ReportAttempts+1))
+	}
+}
+
+// markDelay ends the delay report of record id, with an event.
+func (b *Bridge) markDelay(id, what string) {
+	_, err := b.st.Update(id, func(r *store.Record) error {
+		if r.DelayDone || r.State.Final() {
+			return errSkip
+		}
+		r.DelayDone = true
+		r.ReportAttempts, r.ReportNextAttempt = 0, time.Time{}
+		r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "delay-reported", Detail: what})
+		return nil
+	})
+	switch {
+	case errors.Is(err, errSkip):
+	case err != nil:
+		b.log.Error("report: marking delay report", "id", id, "err", err)
+	default:
+		b.log.Info("delay report done", "id", id, "detail", what)
+	}
+}
+
+// baseReport is what every report on the mail of rec says.
+func (b *Bridge) baseReport(rec *store.Record) report.Report {
 	return report.Report{
 		ReportingMTA:  b.cfg.ReportingMTA,
 		From:          "Mail Delivery System <" + b.cfg.Postmaster + ">",
 		To:            rec.From,
+		EnvID:         rec.EnvID,
 		Arrival:       rec.Created,
 		Now:           b.cfg.Now(),
 		OrigMessageID: rec.MessageID,
 		OrigSubject:   rec.Subject,
 		OrigHeader:    rec.Header,
-		FinalRcpt:     rec.Rcpt,
-		Number:        rec.To,
-		Text:          rec.Text,
-		Segments:      len(rec.Segments),
-		Action:        action,
-		Status:        status,
-		Diagnostic:    diag,
-		LastAttempt:   last,
 	}
 }
 
+// finalReportFor is the report on the final records of one mail (at least
+// one). The whole original goes with it only if some recipient failed and
+// the sender asked RET=FULL (RFC 3461 §4.3: otherwise only the headers).
+func (b *Bridge) finalReportFor(recs []*store.Record) report.Report {
+	r := b.baseReport(recs[0])
+	failed := false
+	for i, rec := range recs {
+		rc := recipientFor(rec)
+		rc.Action, rc.Status, rc.Diagnostic = outcome(rec)
+		failed = failed || rc.Action == report.ActionFailed
+		if i == 0 {
+			setFirst(&r, rc)
+			continue
+		}
+		r.Also = append(r.Also, rc)
+	}
+	if failed {
+		for _, rec := range recs {
+			if rec.Ret == "FULL" && rec.Original != nil {
+				r.Original, r.OrigUTF8 = rec.Original, rec.UTF8
+				break
+			}
+		}
+	}
+	return r
+}
+
+// delayReportFor is the delay report of rec (headers only, RFC 3461 §4.3).
+func (b *Bridge) delayReportFor(rec *store.Record) report.Report {
+	r := b.baseReport(rec)
+	rc := recipientFor(rec)
+	rc.Action, rc.Status, rc.Diagnostic = delayOutcome(rec)
+	rc.WillRetryUntil = rec.Created.Add(b.cfg.Validity)
+	setFirst(&r, rc)
+	return r
+}
+
+func recipientFor(rec *store.Record) report.Recipient {
+	last := rec.Created
+	for _, e := range rec.Events {
+		if isAttemptEvent(e.What) {
+			last = e.At
+		}
+	}
+	return report.Recipient{
+		OrigRcpt:    rec.ORcpt,
+		FinalRcpt:   rec.Rcpt,
+		Number:      rec.To,
+		Text:        rec.Text,
+		Segments:    len(rec.Segments),
+		LastAttempt: last,
+	}
+}
+
+// isAttemptEvent reports events about the SMS itself (not about reports),
+// whose time is the Last-Attempt-Date.
+func isAttemptEvent(what string) bool {
+	return !strings.HasPrefix(what, "report") && !strings.HasPrefix(what, "delay-report")
+}
+
+func setFirst(r *report.Report, rc report.Recipient) {
+	r.OrigRcpt, r.FinalRcpt, r.Number, r.Text, r.Segments = rc.OrigRcpt, rc.FinalRcpt, rc.Number, rc.Text, rc.Segments
+	r.Action, r.Status, r.Diagnostic = rc.Action, rc.Status, rc.Diagnostic
+	r.LastAttempt, r.WillRetryUntil = rc.LastAttempt, rc.WillRetryUntil
+}
+
 // outcome is the RFC 3464 action, status and diagnostic of a final record:
-// that of its first failed segment, else of the submit failure, else
+// that of its first failed segment, else of the failure without a failed
+// receipt (refused or expired submit, too many attempts, cancelled), else
 // delivered.
 func outcome(rec *store.Record) (report.Action, string, string) {
 	for _, s := range rec.Segments {
@@ -179,7 +462,7 @@ func outcome(rec *store.Record) (report.Action, string, string) {
 			return report.ActionFailed, st, fmt.Sprintf("smpp; stat=%s err=%s", s.Stat, s.Err)
 		}
 	}
-	if rec.State == store.Failed || rec.State == store.Expired {
+	if rec.State != store.Delivered {
 		status := rec.FailStatus
 		if status == "" {
 			status = statusFailed
@@ -191,4 +474,38 @@ func outcome(rec *store.Record) (report.Action, string, string) {
 		stat, errc = rec.Segments[n-1].Stat, rec.Segments[n-1].Err
 	}
 	return report.ActionDelivered, statusDelivered, fmt.Sprintf("smpp; stat=%s err=%s", stat, errc)
+}
+
+// delayOutcome is the status and diagnostic of a record not final yet, by
+// the last thing that happened to it (see the table at the top).
+func delayOutcome(rec *store.Record) (report.Action, string, string) {
+	status := statusDelayed
+	switch lastSubmitEvent(rec) {
+	case "throttled":
+		status = statusCongestion
+	case "retry":
+		status = statusNoAnswer
+	}
+	diag := rec.LastError
+	for _, s := range rec.Segments {
+		if s.Stat != "" && s.State == store.SegSubmitted {
+			diag = fmt.Sprintf("smpp; stat=%s err=%s", s.Stat, s.Err)
+			break
+		}
+	}
+	if diag == "" && rec.State == store.Submitted {
+		diag = "smpp; accepted by the SMSC, no receipt yet"
+	}
+	return report.ActionDelayed, status, diag
+}
+
+// lastSubmitEvent is the What of the last event about submitting rec.
+func lastSubmitEvent(rec *store.Record) string {
+	for i := len(rec.Events) - 1; i >= 0; i-- {
+		switch w := rec.Events[i].What; w {
+		case "throttled", "retry", "submitted", "receipt", "recovered", "accepted":
+			return w
+		}
+	}
+	return ""
 }

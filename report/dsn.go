@@ -15,18 +15,54 @@ func (r Report) parts() ([]part, error) {
 		return nil, err
 	}
 	parts := []part{r.textPart(), status}
-	if hdr := crlfLines(r.OrigHeader); hdr != nil {
+	if orig, ok := originalPart(r.Original, r.OrigUTF8); ok {
+		parts = append(parts, orig)
+	} else if hdr := crlfLines(r.OrigHeader); hdr != nil {
 		parts = append(parts, headersPart(hdr))
 	}
 	return parts, nil
 }
 
+// originalPart is the whole original mail (RFC 3461 §4.3 RET=FULL) as
+// message/rfc822, or message/global (RFC 6532 §3.5) for a mail that came
+// with SMTPUTF8. RFC 2046 §5.2.1 allows only 7bit, 8bit or binary for
+// message/rfc822: a mail with 8-bit octets is sent 8bit, and one that
+// could only go as binary (a NUL, a line over 998 octets) is not sent
+// (ok false): the report carries its header instead.
+func originalPart(orig []byte, utf8 bool) (part, bool) {
+	if len(orig) == 0 {
+		return part{}, false
+	}
+	if !bytes.HasSuffix(orig, []byte("\r\n")) {
+		orig = append(orig[:len(orig):len(orig)], "\r\n"...)
+	}
+	cte := "7bit"
+	for _, line := range bytes.Split(orig, []byte("\r\n")) {
+		switch {
+		case len(line) > maxLine || bytes.IndexByte(line, 0) >= 0 || bytes.ContainsAny(line, "\r\n"):
+			return part{}, false
+		case !isASCII(string(line)):
+			cte = "8bit"
+		}
+	}
+	t := "message/rfc822"
+	if utf8 {
+		t = "message/global"
+	}
+	return part{header: newHeader("Content-Type", t, "Content-Transfer-Encoding", cte), body: orig}, true
+}
+
 // global reports whether a delivery-status field is not ASCII, which needs
 // message/global-delivery-status (RFC 6533 §6.1).
 func (r Report) global() bool {
-	for _, s := range []string{r.EnvID, r.OrigRcpt, r.FinalRcpt, r.Diagnostic} {
-		if !isASCII(s) {
-			return true
+	if !isASCII(r.EnvID) {
+		return true
+	}
+	for _, rc := range r.recipients() {
+		for _, s := range []string{rc.OrigRcpt, rc.FinalRcpt, rc.Diagnostic} {
+			if !isASCII(s) {
+				return true
+			}
 		}
 	}
 	return false
@@ -41,8 +77,10 @@ func (r Report) statusPart() (part, error) {
 	if err := writeFields(&body, r.perMessage()); err != nil {
 		return part{}, fmt.Errorf("%w: delivery-status per-message fields: %v", ErrInvalid, err)
 	}
-	if err := writeFields(&body, r.perRecipient()); err != nil {
-		return part{}, fmt.Errorf("%w: delivery-status per-recipient fields: %v", ErrInvalid, err)
+	for _, rc := range r.recipients() {
+		if err := writeFields(&body, rc.perRecipient()); err != nil {
+			return part{}, fmt.Errorf("%w: delivery-status per-recipient fields: %v", ErrInvalid, err)
+		}
 	}
 	// The delimiter's leading CRLF ends the last field (RFC 2046 §5.1.1).
 	body.Truncate(body.Len() - len("\r\n"))
@@ -68,8 +106,8 @@ func (r Report) perMessage() []string {
 	return kv
 }
 
-// perRecipient is the RFC 3464 §2.3 block for our one recipient.
-func (r Report) perRecipient() []string {
+// perRecipient is the RFC 3464 §2.3 block of one recipient.
+func (r Recipient) perRecipient() []string {
 	var kv []string
 	if r.OrigRcpt != "" {
 		kv = append(kv, "Original-Recipient", r.OrigRcpt) // §2.3.1
@@ -85,12 +123,15 @@ func (r Report) perRecipient() []string {
 	if !r.LastAttempt.IsZero() {
 		kv = append(kv, "Last-Attempt-Date", formatDate(r.LastAttempt)) // §2.3.7
 	}
+	if r.Action == ActionDelayed && !r.WillRetryUntil.IsZero() {
+		kv = append(kv, "Will-Retry-Until", formatDate(r.WillRetryUntil)) // §2.3.8
+	}
 	return kv
 }
 
 // finalRecipient is "rfc822; addr", or "utf-8; addr" for an
 // internationalised address (RFC 6533 §3).
-func (r Report) finalRecipient() string {
+func (r Recipient) finalRecipient() string {
 	if isASCII(r.FinalRcpt) {
 		return "rfc822; " + r.FinalRcpt
 	}

@@ -34,8 +34,10 @@ type outcome struct {
 	when     string // label of LastAttempt
 }
 
-func (r Report) outcome() outcome {
-	switch r.Action {
+func (r Report) outcome() outcome { return outcomeOf(r.action()) }
+
+func outcomeOf(a Action) outcome {
+	switch a {
 	case ActionDelivered:
 		return outcome{"Delivered", "Your message to %s was delivered.", "Delivered"}
 	case ActionDelayed:
@@ -56,6 +58,9 @@ func (r Report) textPart() part {
 }
 
 func (r Report) humanText() string {
+	if len(r.Also) > 0 {
+		return r.humanTextMany()
+	}
 	var b strings.Builder
 	o := r.outcome()
 	fmt.Fprintf(&b, o.headline, r.number())
@@ -72,6 +77,51 @@ func (r Report) humanText() string {
 	}
 	fmt.Fprintf(&b, "\n-- \nThe SMS gateway at %s\n", r.ReportingMTA)
 	return b.String()
+}
+
+// humanTextMany is the text of a report on several recipients of one
+// mail: one paragraph per recipient, the SMS text once.
+func (r Report) humanTextMany() string {
+	var b strings.Builder
+	rcpts := r.recipients()
+	same := true
+	for _, rc := range rcpts {
+		same = same && rc.Action == rcpts[0].Action
+	}
+	if same {
+		numbers := make([]string, len(rcpts))
+		for i, rc := range rcpts {
+			numbers[i] = rc.number()
+		}
+		fmt.Fprintf(&b, outcomeOf(rcpts[0].Action).headline, strings.Join(numbers, ", "))
+	} else {
+		b.WriteString("Your message was not delivered to every recipient.")
+	}
+	b.WriteString("\n\n")
+	row(&b, "Submitted", dateOrEmpty(r.Arrival))
+	if r.Segments > 0 {
+		row(&b, "Segments", fmt.Sprint(r.Segments))
+	}
+	for _, rc := range rcpts {
+		o := outcomeOf(rc.Action)
+		b.WriteString("\n")
+		row(&b, "Number", rc.number())
+		row(&b, "Outcome", o.subject)
+		row(&b, o.when, dateOrEmpty(rc.LastAttempt))
+		row(&b, "Diagnostic", oneLine(rc.Diagnostic))
+	}
+	if text := preview(r.Text); text != "" {
+		b.WriteString("\nText of the SMS:\n\n  " + strings.ReplaceAll(text, "\n", "\n  ") + "\n")
+	}
+	fmt.Fprintf(&b, "\n-- \nThe SMS gateway at %s\n", r.ReportingMTA)
+	return b.String()
+}
+
+func (r Recipient) number() string {
+	if n := oneLine(r.Number); n != "" {
+		return n
+	}
+	return oneLine(r.FinalRcpt)
 }
 
 func row(b *strings.Builder, label, value string) {

@@ -144,6 +144,17 @@ func (r Report) validate() error {
 		return fmt.Errorf("%w: Now (the Date) is zero", ErrInvalid)
 	case r.MessageID != "" && !validMsgID(r.MessageID):
 		return fmt.Errorf("%w: Message-ID %q is malformed", ErrInvalid, r.MessageID)
+	}
+	for _, rc := range r.recipients() {
+		if err := rc.validate(); err != nil {
+			return err
+		}
+	}
+	return r.validateFields()
+}
+
+func (r Recipient) validate() error {
+	switch {
 	case r.FinalRcpt == "":
 		return fmt.Errorf("%w: Final-Recipient is required", ErrInvalid)
 	case r.Action != ActionDelivered && r.Action != ActionFailed && r.Action != ActionDelayed:
@@ -151,7 +162,7 @@ func (r Report) validate() error {
 	case !statusRe.MatchString(r.Status):
 		return fmt.Errorf("%w: status %q is not an RFC 3463 code", ErrInvalid, r.Status)
 	}
-	return r.validateFields()
+	return nil
 }
 
 // cleaned drops or repairs the optional fields that come from the
@@ -161,14 +172,28 @@ func (r Report) cleaned() Report {
 	if !printableASCII(r.EnvID) {
 		r.EnvID = ""
 	}
-	if !utf8.ValidString(r.OrigRcpt) || strings.IndexFunc(r.OrigRcpt, unicode.IsControl) >= 0 {
-		r.OrigRcpt = ""
-	}
-	r.Diagnostic = oneLine(r.Diagnostic)
-	if r.Diagnostic != "" && !diagTypeRe.MatchString(r.Diagnostic) {
-		r.Diagnostic = "X-Smsbridge; " + r.Diagnostic
+	r.OrigRcpt, r.Diagnostic = cleanOrigRcpt(r.OrigRcpt), cleanDiagnostic(r.Diagnostic)
+	r.Also = append([]Recipient(nil), r.Also...)
+	for i := range r.Also {
+		a := &r.Also[i]
+		a.OrigRcpt, a.Diagnostic = cleanOrigRcpt(a.OrigRcpt), cleanDiagnostic(a.Diagnostic)
 	}
 	return r
+}
+
+func cleanOrigRcpt(s string) string {
+	if !utf8.ValidString(s) || strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		return ""
+	}
+	return s
+}
+
+func cleanDiagnostic(s string) string {
+	s = oneLine(s)
+	if s != "" && !diagTypeRe.MatchString(s) {
+		s = "X-Smsbridge; " + s
+	}
+	return s
 }
 
 // diagTypeRe matches the "diagnostic-type ;" start of an RFC 3464 §2.3.6
@@ -189,7 +214,9 @@ func printableASCII(s string) bool {
 func (r Report) validateFields() error {
 	fields := []struct{ name, v string }{
 		{"From", r.From}, {"To", r.To},
-		{"FinalRcpt", r.FinalRcpt},
+	}
+	for _, rc := range r.recipients() {
+		fields = append(fields, struct{ name, v string }{"FinalRcpt", rc.FinalRcpt})
 	}
 	for _, f := range fields {
 		if strings.IndexFunc(f.v, unicode.IsControl) >= 0 || !utf8.ValidString(f.v) {

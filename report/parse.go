@@ -24,6 +24,7 @@ type Parsed struct {
 	Message    textproto.Header   // per-message fields (RFC 3464 §2.2)
 	Recipients []textproto.Header // per-recipient fields (RFC 3464 §2.3)
 	OrigHeader []byte             // the third part, decoded; nil if absent
+	OrigType   string             // its media type: text/rfc822-headers, message/rfc822…
 }
 
 // Parse reads a report as built by Build: a multipart/report with a text
@@ -67,7 +68,7 @@ func (p *Parsed) readParts(mr message.MultipartReader) error {
 var wantTypes = [][]string{
 	{"text/plain"},
 	{"message/delivery-status", "message/global-delivery-status"},
-	{"text/rfc822-headers", "message/global-headers"},
+	{"text/rfc822-headers", "message/global-headers", "message/rfc822", "message/global"},
 }
 
 func (p *Parsed) readPart(i int, e *message.Entity) error {
@@ -91,7 +92,7 @@ func (p *Parsed) readPart(i int, e *message.Entity) error {
 		}
 		return p.readStatus(body)
 	case 2:
-		p.OrigHeader = body
+		p.OrigHeader, p.OrigType = body, t
 	}
 	return nil
 }

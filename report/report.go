@@ -1,11 +1,13 @@
 // Package report builds RFC 3464 delivery status notifications for SMS
-// outcomes and delivers them, from the null sender, to a smarthost or an
-// outbox directory.
+// outcomes and delivers them, from the null sender, to a smarthost (SMTP,
+// with STARTTLS and AUTH), straight to the recipient domain's MX (MX), or
+// into an outbox directory (Outbox).
 package report
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
@@ -43,6 +45,13 @@ type Report struct {
 	OrigMessageID string // with angle brackets, "" if none
 	OrigSubject   string
 	OrigHeader    []byte // original header block, sent as text/rfc822-headers
+	// Original is the whole original mail (RFC 3461 RET=FULL), sent as
+	// message/rfc822 (message/global if OrigUTF8, RFC 6532 §3.5) instead
+	// of OrigHeader. It is left out, and OrigHeader sent, when it cannot go
+	// in a mail as it is (a line over 998 octets or a NUL, RFC 5322 §2.1.1).
+	// An 8-bit original makes the report 8-bit: see SMTP.Send.
+	Original []byte
+	OrigUTF8 bool
 
 	// The SMS.
 	OrigRcpt    string // ORCPT (RFC 3461) as "rfc822;addr", "" if none
@@ -54,12 +63,61 @@ type Report struct {
 	Status      string    // RFC 3463 code, e.g. "2.0.0", "5.0.0"
 	Diagnostic  string    // e.g. "smpp; stat=UNDELIV err=001"
 	LastAttempt time.Time // zero omits Last-Attempt-Date
+	// WillRetryUntil is RFC 3464 §2.3.8, for a delayed action; zero
+	// omits it.
+	WillRetryUntil time.Time
+
+	// Also are more recipients of the same mail, reported together with
+	// the one above (RFC 3464 §2.1 allows one block per recipient).
+	Also []Recipient
+}
+
+// Recipient is one recipient's block of a report (RFC 3464 §2.3) and its
+// lines in the human-readable part; the fields mean what the same fields
+// of Report mean.
+type Recipient struct {
+	OrigRcpt       string
+	FinalRcpt      string
+	Number         string
+	Text           string
+	Segments       int
+	Action         Action
+	Status         string
+	Diagnostic     string
+	LastAttempt    time.Time
+	WillRetryUntil time.Time
+}
+
+// recipients is the first recipient (Report's own fields) and Also.
+func (r Report) recipients() []Recipient {
+	first := Recipient{
+		OrigRcpt: r.OrigRcpt, FinalRcpt: r.FinalRcpt, Number: r.Number, Text: r.Text,
+		Segments: r.Segments, Action: r.Action, Status: r.Status, Diagnostic: r.Diagnostic,
+		LastAttempt: r.LastAttempt, WillRetryUntil: r.WillRetryUntil,
+	}
+	return append([]Recipient{first}, r.Also...)
+}
+
+// action is the report's overall action, for its Subject and headline:
+// failed if any recipient failed, else delayed if any is delayed.
+func (r Report) action() Action {
+	a := ActionDelivered
+	for _, rc := range r.recipients() {
+		switch rc.Action {
+		case ActionFailed:
+			return ActionFailed
+		case ActionDelayed:
+			a = ActionDelayed
+		}
+	}
+	return a
 }
 
 // Build returns the whole report mail (headers and body, CRLF line ends):
 // a multipart/report (RFC 6522) with a human-readable text/plain part, a
-// message/delivery-status part (RFC 3464 §2.1) and, if OrigHeader is set,
-// the original header as text/rfc822-headers.
+// message/delivery-status part (RFC 3464 §2.1) with a block per recipient
+// and, if Original is set, the original mail as message/rfc822, else if
+// OrigHeader is set, the original header as text/rfc822-headers.
 //
 // EnvID and OrigRcpt are left out if malformed (control characters, or a
 // non-printable ENVID, RFC 3461 §4.4); control characters in Diagnostic
@@ -128,13 +186,36 @@ type Sender interface {
 	Send(ctx context.Context, rcpt string, msg []byte) error
 }
 
+// TLSMode says when SMTP uses STARTTLS.
+type TLSMode string
+
+const (
+	// TLSOpportunistic (the default) uses STARTTLS when the server offers
+	// it, without checking its certificate (Postfix's "may": it defeats a
+	// passive eavesdropper, not an active attacker), and goes on in plain
+	// text when it is not offered or the handshake fails.
+	TLSOpportunistic TLSMode = ""
+	// TLSRequired refuses to send unless STARTTLS succeeds with a
+	// certificate valid for the host (TLSConfig's roots and ServerName).
+	TLSRequired TLSMode = "required"
+	// TLSNone never uses STARTTLS.
+	TLSNone TLSMode = "none"
+)
+
 // SMTP delivers reports to a smarthost.
-//
-// It speaks plain SMTP: STARTTLS is not used even if offered, so Addr
-// should be a trusted relay (loopback or a private network).
 type SMTP struct {
 	Addr string // host:port
-	Helo string // our host name
+	Helo string // our host name, for EHLO
+
+	TLS TLSMode
+	// TLSConfig verifies the server under TLSRequired (nil: the system's
+	// roots, ServerName the host of Addr).
+	TLSConfig *tls.Config
+
+	// Username and Password, if set, authenticate with AUTH PLAIN, or
+	// LOGIN if the server offers only that. The password is sent only over
+	// TLS, or to a loopback address.
+	Username, Password string
 }
 
 // Outbox writes reports as .eml files into Dir (atomically, fsync'd).

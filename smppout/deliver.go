@@ -137,13 +137,25 @@ func (s *session) mo(seq uint32, m MO, resp func(uint32) wire.PDU) {
 	s.handle(seq, "MO", func(ctx context.Context) error { return h(ctx, m) }, &s.stats.mo, resp, attrs...)
 }
 
+// maxHandlers bounds the receipt and MO handlers running at once per session.
+const maxHandlers = 1000
+
 // handle runs fn on its own goroutine, so a slow store never stalls the
 // responses the read loop matches, and answers seq when fn returns:
 // ESME_ROK for nil, ESME_RX_T_APPN otherwise (§5.1.3). fn gets
 // RespTimeout: past it the SMSC has likely given up on this PDU anyway.
 func (s *session) handle(seq uint32, what string, fn func(context.Context) error, ok *atomic.Uint64, resp func(uint32) wire.PDU, attrs ...any) {
+	// An SMSC flushing a backlog faster than the store commits would
+	// otherwise start a goroutine per PDU without end; waiting here stops
+	// the read loop, and TCP pushes back on the SMSC.
+	select {
+	case s.slots <- struct{}{}:
+	case <-s.done:
+		return // the session is over: no answer, the SMSC resends
+	}
 	s.handlers.Add()
 	go func() {
+		defer func() { <-s.slots }()
 		defer s.handlers.Done()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.cfg.RespTimeout)
 		defer cancel()

@@ -92,10 +92,16 @@ func (s *session) await(ctx context.Context, c *call, seq uint32) (wire.PDU, err
 		return p, nil
 	case <-t.C:
 		s.giveUp(seq)
+		if p, ok := arrived(c); ok {
+			return p, nil
+		}
 		s.log.Warn("smpp response timeout", "seq", seq, "to", c.dest)
 		return wire.PDU{}, ErrTimeout
 	case <-ctx.Done():
 		s.giveUp(seq)
+		if p, ok := arrived(c); ok {
+			return p, nil
+		}
 		return wire.PDU{}, fmt.Errorf("%w: gave up waiting: %w", ErrTimeout, ctx.Err())
 	case <-s.done:
 		select {
@@ -104,6 +110,18 @@ func (s *session) await(ctx context.Context, c *call, seq uint32) (wire.PDU, err
 		default:
 			return wire.PDU{}, ErrSessionLost
 		}
+	}
+}
+
+// arrived returns a response that resolve delivered while the timer or ctx
+// fired: select picks among ready cases at random, and a response we have
+// must never turn into a resend.
+func arrived(c *call) (wire.PDU, bool) {
+	select {
+	case p := <-c.ch:
+		return p, true
+	default:
+		return wire.PDU{}, false
 	}
 }
 

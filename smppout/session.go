@@ -49,6 +49,7 @@ type session struct {
 	window   chan struct{} // one token per submit_sm in flight
 	inflight tracker       // registered submits
 	handlers tracker       // receipt handlers running
+	slots    chan struct{} // bounds them: a full set stops the read loop
 	done     chan struct{} // closed by close
 	once     sync.Once
 }
@@ -68,6 +69,7 @@ func newSession(conn net.Conn, cfg Config, bindID uint32, h Handler, stats *coun
 		ctx:     context.Background(),
 		pending: make(map[uint32]*call),
 		window:  make(chan struct{}, cfg.Window),
+		slots:   make(chan struct{}, maxHandlers),
 		done:    make(chan struct{}),
 	}
 }

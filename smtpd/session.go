@@ -25,6 +25,15 @@ import (
 type rcpt struct {
 	addrs  []string // as given in RCPT TO: several may name one number
 	number string   // E.164
+	notify string   // RFC 3461 NOTIFY of the first address, as store.Record.Notify
+	orcpt  string   // RFC 3461 ORCPT of the first address, as store.Record.ORcpt
+}
+
+// dsn is what MAIL FROM said of delivery status notifications.
+type dsn struct {
+	ret   string // RFC 3461 RET: "FULL", "HDRS" or ""
+	envID string // RFC 3461 ENVID, decoded
+	utf8  bool   // SMTPUTF8
 }
 
 // session is one SMTP conversation: go-smtp makes a new one at the first
@@ -42,6 +51,7 @@ type session struct {
 	mu    sync.Mutex
 	user  *users.User // after AUTH
 	from  *string     // nil until MAIL FROM
+	dsn   dsn
 	rcpts []rcpt
 	given []string // every RCPT TO accepted, in order, for LMTP replies
 }
@@ -61,6 +71,7 @@ func (s *session) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.from = nil
+	s.dsn = dsn{}
 	s.rcpts = nil
 	s.given = nil
 }
@@ -162,8 +173,36 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	s.mu.Lock()
 	s.from = &from
+	s.dsn = dsn{}
+	if opts != nil {
+		s.dsn = dsn{ret: string(opts.Return), envID: opts.EnvelopeID, utf8: opts.UTF8}
+	}
 	s.mu.Unlock()
 	return nil
+}
+
+// notifyString is NOTIFY as store.Record.Notify has it: "NEVER", or the
+// values asked for in the order SUCCESS, FAILURE, DELAY; "" if absent.
+func notifyString(n []smtp.DSNNotify) string {
+	var out []string
+	for _, v := range []smtp.DSNNotify{smtp.DSNNotifySuccess, smtp.DSNNotifyFailure, smtp.DSNNotifyDelayed} {
+		if slices.Contains(n, v) {
+			out = append(out, string(v))
+		}
+	}
+	if slices.Contains(n, smtp.DSNNotifyNever) {
+		return string(smtp.DSNNotifyNever) // go-smtp refuses NEVER with others
+	}
+	return strings.Join(out, ",")
+}
+
+// orcptString is ORCPT as "addr-type;address" with the type in lower case,
+// as RFC 3464 §2.3.1 writes it.
+func orcptString(opts *smtp.RcptOptions) string {
+	if opts == nil || opts.OriginalRecipient == "" {
+		return ""
+	}
+	return strings.ToLower(string(opts.OriginalRecipientType)) + ";" + opts.OriginalRecipient
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
@@ -207,7 +246,11 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		}
 		return s.fail(limitReply(err))
 	}
-	s.rcpts = append(s.rcpts, rcpt{addrs: []string{to}, number: number})
+	r := rcpt{addrs: []string{to}, number: number}
+	if opts != nil {
+		r.notify, r.orcpt = notifyString(opts.Notify), orcptString(opts)
+	}
+	s.rcpts = append(s.rcpts, r)
 	s.given = append(s.given, to)
 	return nil
 }
@@ -266,6 +309,7 @@ func limitReply(err error) *smtp.SMTPError {
 // envelope is a copy of the transaction taken when DATA starts.
 type envelope struct {
 	from   string
+	dsn    dsn
 	user   *users.User
 	rcpts  []rcpt
 	given  []string
@@ -278,7 +322,7 @@ func (s *session) envelope() (envelope, bool) {
 	if s.from == nil || len(s.rcpts) == 0 {
 		return envelope{}, false // reset under BDAT
 	}
-	return envelope{from: *s.from, user: s.user, rcpts: slices.Clone(s.rcpts), given: slices.Clone(s.given),
+	return envelope{from: *s.from, dsn: s.dsn, user: s.user, rcpts: slices.Clone(s.rcpts), given: slices.Clone(s.given),
 		claims: func(m, g int) []ratelimit.Claim {
 			s.mu.Lock()
 			defer s.mu.Unlock()
@@ -440,9 +484,14 @@ func (s *session) records(env envelope, body []byte) ([]*store.Record, string, e
 	for i, sg := range enc.Segments {
 		segs[i] = store.Segment{Payload: sg.Payload, Text: sg.Text}
 	}
-	var name, source string
+	var name, source, policy string
 	if env.user != nil {
-		name, source = env.user.Name, env.user.Source
+		name, source, policy = env.user.Name, env.user.Source, string(env.user.Report)
+	}
+	noReport := loopReason(env.from, body)
+	var original []byte
+	if env.dsn.ret == string(smtp.DSNReturnFull) && noReport == "" && int64(len(body)) <= s.srv.cfg.MaxReturnBytes {
+		original = body
 	}
 	recs := make([]*store.Record, 0, len(env.rcpts))
 	for _, r := range env.rcpts {
@@ -462,6 +511,14 @@ func (s *session) records(env envelope, body []byte) ([]*store.Record, string, e
 			SingleShift:  enc.SingleShift,
 			Truncated:    enc.Truncated,
 			Segments:     slices.Clone(segs),
+			Notify:       r.notify,
+			ORcpt:        r.orcpt,
+			Ret:          env.dsn.ret,
+			EnvID:        env.dsn.envID,
+			UTF8:         env.dsn.utf8,
+			Original:     original,
+			ReportPolicy: policy,
+			NoReport:     noReport,
 		})
 	}
 	return recs, m.MessageID, nil

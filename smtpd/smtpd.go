@@ -95,6 +95,12 @@ type Config struct {
 
 	Convert convert.Options
 
+	// MaxReturnBytes caps the mail kept with each record for a failure
+	// report that returns it whole (RFC 3461 RET=FULL): a larger mail
+	// gets its header returned instead. Default 256 KiB; negative: never
+	// keep the whole mail.
+	MaxReturnBytes int64
+
 	// Now is the clock of rate limits and AUTH failure windows; time.Now
 	// by default.
 	Now func() time.Time
@@ -119,6 +125,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = 10 << 20
+	}
+	if c.MaxReturnBytes == 0 {
+		c.MaxReturnBytes = DefaultMaxReturnBytes
 	}
 	def(&c.MaxRecipients, 100)
 	def(&c.MaxLineLength, 10000)
@@ -145,6 +154,9 @@ func (c *Config) setDefaults() {
 		}
 	}
 }
+
+// DefaultMaxReturnBytes is the default of Config.MaxReturnBytes.
+const DefaultMaxReturnBytes = 256 << 10
 
 // Validate reports settings that cannot work.
 func (c *Config) Validate() error {
@@ -226,6 +238,7 @@ func (s *Server) newSMTP(lmtp bool) *smtp.Server {
 	srv.ReadTimeout = s.cfg.ReadTimeout
 	srv.WriteTimeout = s.cfg.WriteTimeout
 	srv.EnableSMTPUTF8 = true
+	srv.EnableDSN = true // RFC 3461: NOTIFY, ORCPT, RET, ENVID (see dsn.go)
 	if !lmtp {
 		srv.TLSConfig = s.cfg.TLS
 	}

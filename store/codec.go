@@ -47,7 +47,9 @@ const codecV1 = 0x01
 func encode(r *Record) ([]byte, error) {
 	n := 64 + len(r.ID) + len(r.From) + len(r.Rcpt) + len(r.User) + len(r.Source) + len(r.To) + len(r.MessageID) +
 		len(r.Subject) + len(r.Header) + len(r.Text) + len(r.Concat) + len(r.LastError) +
-		len(r.FailStatus) + 16*len(r.Segments) + 24*len(r.Events)
+		len(r.FailStatus) + 16*len(r.Segments) + 24*len(r.Events) +
+		len(r.Notify) + len(r.ORcpt) + len(r.Ret) + len(r.EnvID) + len(r.Original) +
+		len(r.ReportPolicy) + len(r.NoReport) + 32
 	for _, s := range r.Segments {
 		n += len(s.Text) + len(s.Payload) + len(s.SMSCID) + len(s.State) + len(s.Stat) + len(s.Err)
 	}
@@ -93,6 +95,17 @@ func encode(r *Record) ([]byte, error) {
 		b = putString(b, e.What)
 		b = putString(b, e.Detail)
 	}
+	b = putString(b, r.Notify)
+	b = putString(b, r.ORcpt)
+	b = putString(b, r.Ret)
+	b = putString(b, r.EnvID)
+	b = append(b, boolByte(r.UTF8))
+	b = putBytes(b, r.Original)
+	b = putString(b, r.ReportPolicy)
+	b = putString(b, r.NoReport)
+	b = append(b, boolByte(r.DelayDone))
+	b = binary.AppendVarint(b, int64(r.ReportAttempts))
+	b = putTime(b, r.ReportNextAttempt)
 	return b, nil
 }
 
@@ -157,6 +170,17 @@ func decode(v []byte) (*Record, error) {
 			e.Detail = d.string()
 		}
 	}
+	r.Notify = d.string()
+	r.ORcpt = d.string()
+	r.Ret = d.string()
+	r.EnvID = d.string()
+	r.UTF8 = d.byte() != 0
+	r.Original = d.bytes()
+	r.ReportPolicy = d.string()
+	r.NoReport = d.string()
+	r.DelayDone = d.byte() != 0
+	r.ReportAttempts = int(d.varint())
+	r.ReportNextAttempt = d.time()
 	if d.err != nil {
 		return nil, fmt.Errorf("decode: %w", d.err)
 	}

@@ -24,7 +24,10 @@ func fullRecord() *Record {
 		},
 		State: Failed, Attempts: 3, NextAttempt: at.Add(-time.Hour), LastError: "stat=UNDELIV",
 		FailStatus: "5.0.0", ReportDone: true, FinalAt: at.Add(time.Minute),
-		Events:      []Event{{At: at, What: "accepted"}, {At: time.Unix(-5, 7).UTC(), What: "x", Detail: "d"}},
+		Events: []Event{{At: at, What: "accepted"}, {At: time.Unix(-5, 7).UTC(), What: "x", Detail: "d"}},
+		Notify: "SUCCESS,FAILURE", ORcpt: "rfc822;+49151@sms", Ret: "FULL", EnvID: "QQ314159", UTF8: true,
+		Original: []byte("Subject: x\r\n\r\nbody\r\n"), ReportPolicy: "all", NoReport: "auto-submitted",
+		DelayDone: true, ReportAttempts: 2, ReportNextAttempt: at.Add(2 * time.Minute),
 		DuplicateOf: "", // never stored
 	}
 }

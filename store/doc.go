@@ -95,6 +95,17 @@
 // returns nil, so the client still gets its 250. An empty Message-ID never
 // matches. The same mail to two recipients is two records, not a duplicate.
 //
+// # Reports
+//
+// The report loop finds its work through two indexes, never by scanning
+// records: report_due holds the records whose report (final, or a delay
+// report being retried) is due at ReportNextAttempt (zero: at once), and
+// delay the records not final yet that may need a delay report, by
+// Created, so that DelayDue(now - threshold) lists those waiting too long.
+// When a record becomes final the store resets its report retry (the final
+// report is due at once); when its report is done it drops Original, the
+// copy of the mail kept for RET=FULL.
+//
 // # Retention and the file's size
 //
 // Purge deletes final records whose report is done and which became final
@@ -116,13 +127,17 @@
 // Buckets in the file (ids are 24 lowercase hex digits, see newID; times are
 // 8 bytes that sort like the time, see timeKey):
 //
-//	meta        "version" → "2"
+//	meta        "version" → "3"
 //	records     id → record (binary, see codec.go; JSON from layout 1 is read too)
 //	due         NextAttempt ‖ id → ""                         (State == Queued)
 //	submitting  id → ""                                       (State == Submitting)
 //	smscid      SMSC message id → segment index (4 bytes, big-endian) ‖ id
 //	report      id → ""                                       (final, !ReportDone)
 //	final       FinalAt ‖ id → ""                             (final, ReportDone)
+//	report_due  ReportNextAttempt ‖ id → ""                   (final and !ReportDone, or
+//	            not final with a delay report being retried)
+//	delay       Created ‖ id → ""                             (not final, !DelayDone, no
+//	            retry, and NOTIFY, ReportPolicy and NoReport allow a delay report)
 //	counts      state → number of records (8 bytes, big-endian)
 //	dedup       MessageID ‖ 0x00 ‖ To → accepted time ‖ id    (a Message-ID over 256
 //	            bytes is replaced by "sha256:" and its hex digest)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -27,21 +28,25 @@ var (
 	bucketRefsAge    = []byte("refs_age")
 	bucketParked     = []byte("parked")
 	bucketParkedAge  = []byte("parked_age")
+	bucketReportDue  = []byte("report_due")
+	bucketDelay      = []byte("delay")
 
 	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketDue, bucketSubmitting,
 		bucketSMSC, bucketReport, bucketFinal, bucketCounts, bucketDedup,
-		bucketDedupAge, bucketRefs, bucketRefsAge, bucketParked, bucketParkedAge}
+		bucketDedupAge, bucketRefs, bucketRefsAge, bucketParked, bucketParkedAge,
+		bucketReportDue, bucketDelay}
 
 	// derivedBuckets hold what the records imply; a migration rebuilds them.
 	derivedBuckets = [][]byte{bucketDue, bucketSubmitting, bucketSMSC, bucketReport,
-		bucketFinal, bucketCounts}
+		bucketFinal, bucketCounts, bucketReportDue, bucketDelay}
 
 	keyVersion = []byte("version")
 )
 
 // layoutVersion 2 added the submitting, final, counts, dedup and refs
-// buckets; a version 1 file is migrated by Open.
-const layoutVersion = "2"
+// buckets, 3 the report_due and delay indexes; an older file is migrated by
+// Open.
+const layoutVersion = "3"
 
 // entry is one index entry that a record implies.
 type entry struct {
@@ -55,7 +60,8 @@ func (e entry) equal(o entry) bool {
 // wakes reports whether adding e may give the dispatcher or the reporter
 // work (see Changed).
 func (e entry) wakes() bool {
-	return bytes.Equal(e.bucket, bucketDue) || bytes.Equal(e.bucket, bucketReport)
+	return bytes.Equal(e.bucket, bucketDue) || bytes.Equal(e.bucket, bucketReport) ||
+		bytes.Equal(e.bucket, bucketReportDue)
 }
 
 // entries returns the index entries of r (none for nil).
@@ -74,12 +80,32 @@ func entries(r *Record) []entry {
 	case r.State.Final():
 		es = append(es, entry{bucketFinal, timeIDKey(r.FinalAt, r.ID), []byte{}})
 	}
+	switch {
+	case r.State.Final() && !r.ReportDone,
+		!r.State.Final() && !r.DelayDone && !r.ReportNextAttempt.IsZero():
+		es = append(es, entry{bucketReportDue, timeIDKey(r.ReportNextAttempt, r.ID), []byte{}})
+	case !r.State.Final() && !r.DelayDone && mayWantDelay(r):
+		es = append(es, entry{bucketDelay, timeIDKey(r.Created, r.ID), []byte{}})
+	}
 	for i, seg := range r.Segments {
 		if seg.SMSCID != "" {
 			es = append(es, entry{bucketSMSC, []byte(seg.SMSCID), segRef(r.ID, i)})
 		}
 	}
 	return es
+}
+
+// mayWantDelay reports whether what the record says allows a delay report;
+// when NOTIFY is absent and ReportPolicy is the server's, the report loop
+// decides (it knows the server's policy).
+func mayWantDelay(r *Record) bool {
+	switch {
+	case r.From == "" || r.NoReport != "" || r.Notify == "NEVER":
+		return false
+	case r.Notify != "":
+		return strings.Contains(r.Notify, "DELAY")
+	}
+	return r.ReportPolicy != "none" && r.ReportPolicy != "failures"
 }
 
 // before is what a record was when a write transaction read it: what put
@@ -111,6 +137,12 @@ func (s *Store) put(tx *bolt.Tx, old before, rec *Record, now time.Time) error {
 	}
 	if rec.State.Final() && !old.state.Final() {
 		rec.FinalAt = now
+		// A delay report still being retried is moot: the final report
+		// is due at once.
+		rec.ReportAttempts, rec.ReportNextAttempt = 0, time.Time{}
+	}
+	if rec.State.Final() && rec.ReportDone {
+		rec.Original = nil // kept only for the report
 	}
 	data, err := encode(rec)
 	if err != nil {

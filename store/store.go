@@ -78,6 +78,47 @@ type Record struct {
 	FinalAt time.Time `json:",omitzero"`
 	Events  []Event
 
+	// What the client asked of delivery status notifications in the
+	// envelope (RFC 3461), and what the report loop needs to honour it.
+	// These fields were added after the others: they are at the end of the
+	// binary form too (codec.go).
+
+	// Notify is the RCPT NOTIFY parameter: "" (not given), "NEVER", or
+	// some of "SUCCESS", "FAILURE", "DELAY", comma-separated in that order.
+	Notify string `json:",omitempty"`
+	// ORcpt is the RCPT ORCPT parameter as "addr-type;address", the
+	// address decoded from xtext; "" if not given.
+	ORcpt string `json:",omitempty"`
+	// Ret is the MAIL RET parameter, "FULL" or "HDRS"; "" if not given.
+	Ret string `json:",omitempty"`
+	// EnvID is the MAIL ENVID parameter, decoded from xtext; "" if none.
+	EnvID string `json:",omitempty"`
+	// UTF8 is set when the mail came with SMTPUTF8 (RFC 6531): a returned
+	// copy is message/global.
+	UTF8 bool `json:",omitempty"`
+	// Original is the whole mail, kept for a failure report that returns
+	// it (RET=FULL) when it fits the front door's size cap; nil otherwise.
+	// The store drops it once the record is final and its report done.
+	Original []byte `json:",omitempty"`
+	// ReportPolicy is the authenticated user's report policy, which
+	// applies when NOTIFY is absent: "" (the server's), "none",
+	// "failures", "all".
+	ReportPolicy string `json:",omitempty"`
+	// NoReport says why no report may ever be sent on this mail, to
+	// prevent loops: "" if reports are allowed. Set at DATA for a null
+	// sender, an Auto-Submitted mail (RFC 3834 §2) or a report itself
+	// (multipart/report, RFC 6522).
+	NoReport string `json:",omitempty"`
+	// DelayDone: a delay report was sent, given up, or is not wanted; at
+	// most one is ever sent.
+	DelayDone bool `json:",omitempty"`
+	// ReportAttempts counts the failed attempts to send the pending report
+	// (the delay report of a record not final yet, else the final one);
+	// ReportNextAttempt is when the next is due (zero: at once). Both are
+	// reset when the record becomes final.
+	ReportAttempts    int       `json:",omitempty"`
+	ReportNextAttempt time.Time `json:",omitzero"`
+
 	// DuplicateOf is set by Add, instead of storing the record, when the
 	// same (MessageID, To) was accepted within Options.DedupWindow: it is
 	// the id of the earlier record, and ID is set to it too. Never stored.
@@ -175,7 +216,7 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	switch v := meta.Get(keyVersion); {
 	case v == nil && tx.Bucket(bucketRecords).Stats().KeyN == 0:
-	case v == nil, string(v) == "1":
+	case v == nil, string(v) == "1", string(v) == "2":
 		if err := migrate(tx); err != nil {
 			return fmt.Errorf("migrate layout %q to %q: %w", v, layoutVersion, err)
 		}
@@ -488,6 +529,59 @@ func (s *Store) Due(now time.Time, limit int) (recs []*Record, next time.Time, e
 		return nil, time.Time{}, fmt.Errorf("store: due: %w", err)
 	}
 	return recs, next, nil
+}
+
+// ReportsDue returns up to limit records whose report is due at now (a
+// final record whose report is not done, or a record whose delay report is
+// being retried), by ReportNextAttempt, and the time the next one is due
+// (zero if none; not after now when limit cut the list short).
+func (s *Store) ReportsDue(now time.Time, limit int) ([]*Record, time.Time, error) {
+	recs, next, err := s.scanTimeIndex(bucketReportDue, now, limit)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("store: reports due: %w", err)
+	}
+	return recs, next, nil
+}
+
+// DelayDue returns up to limit records not final yet, created at or before
+// before, that may still need a delay report (none sent, not excluded by
+// NOTIFY, ReportPolicy or NoReport, none being retried), oldest first, and
+// the Created time of the next such record (zero if none). The caller
+// decides, and sets DelayDone or ReportNextAttempt, which takes the record
+// out of this index.
+func (s *Store) DelayDue(before time.Time, limit int) ([]*Record, time.Time, error) {
+	recs, next, err := s.scanTimeIndex(bucketDelay, before, limit)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("store: delay due: %w", err)
+	}
+	return recs, next, nil
+}
+
+// scanTimeIndex loads the records of a (time ‖ id) index whose time is not
+// after bound, in key order, and returns the time of the first one it did
+// not load.
+func (s *Store) scanTimeIndex(bucket []byte, bound time.Time, limit int) (recs []*Record, next time.Time, err error) {
+	b := timeKey(bound)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			t, id, err := splitTimeKey(k)
+			if err != nil {
+				return err
+			}
+			if string(k[:8]) > string(b) || full(len(recs), limit) {
+				next = t
+				return nil
+			}
+			rec, err := load(tx, id)
+			if err != nil {
+				return fmt.Errorf("%s index: %w", bucket, err)
+			}
+			recs = append(recs, rec)
+		}
+		return nil
+	})
+	return recs, next, err
 }
 
 // Reportable returns up to limit final records with ReportDone unset, oldest
