@@ -121,11 +121,9 @@ type Bridge struct {
 	out    report.Sender
 	log    *slog.Logger
 
-	mu          sync.Mutex
-	inflight    map[string]bool      // records being submitted now
-	inflightTo  map[string]bool      // their destinations
-	reportAt    map[string]time.Time // next report attempt after a temporary failure
-	reportTries map[string]int
+	mu         sync.Mutex
+	inflight   map[string]bool // records being submitted now
+	inflightTo map[string]bool // their destinations
 }
 
 // New returns a dispatcher; Run starts it.
@@ -136,10 +134,8 @@ func New(cfg Config, st Store, routes []Route, out report.Sender, log *slog.Logg
 	}
 	b := &Bridge{
 		cfg: cfg, st: st, out: out, log: log,
-		inflight:    make(map[string]bool),
-		inflightTo:  make(map[string]bool),
-		reportAt:    make(map[string]time.Time),
-		reportTries: make(map[string]int),
+		inflight:   make(map[string]bool),
+		inflightTo: make(map[string]bool),
 	}
 	for _, r := range routes {
 		b.routes = append(b.routes, &route{Route: r})

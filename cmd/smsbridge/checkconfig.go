@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"slices"
 
 	"github.com/BurntSushi/toml"
 )
@@ -34,6 +35,15 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	if masked.AdminToken != "" {
 		masked.AdminToken = "********"
+	}
+	if masked.SmarthostPassword != "" {
+		masked.SmarthostPassword = "********"
+	}
+	masked.Routes = slices.Clone(masked.Routes)
+	for i := range masked.Routes {
+		if masked.Routes[i].Password != "" {
+			masked.Routes[i].Password = "********"
+		}
 	}
 	fmt.Fprintln(stdout, "# effective configuration (secrets masked)")
 	if err := toml.NewEncoder(stdout).Encode(masked); err != nil {

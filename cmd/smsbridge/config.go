@@ -36,6 +36,26 @@ type Config struct {
 	// ReportSuccess: mail a report when an SMS is delivered, not only when
 	// it fails. Unset: on in demo mode, off otherwise.
 	ReportSuccess *bool `toml:"report_success"`
+	// Reports when the sender's NOTIFY (RFC 3461) does not say: failures
+	// (default on), delays (a record still waiting after
+	// report_delay_after, once; default off). report_give_up: a report
+	// not delivered by then is dropped with an error. report_group: the
+	// recipients of one mail that end together share one report.
+	ReportFailures   *bool    `toml:"report_failures"`
+	ReportDelays     bool     `toml:"report_delays"`
+	ReportDelayAfter Duration `toml:"report_delay_after"`
+	ReportGiveUp     Duration `toml:"report_give_up"`
+	ReportGroup      bool     `toml:"report_group"`
+	// ReportDelivery "mx" sends reports straight to the sender domain's
+	// MX when no smarthost is set; "" writes them to the outbox.
+	ReportDelivery string `toml:"report_delivery"`
+	// Smarthost STARTTLS: "" (opportunistic), "required" (certificate
+	// checked, against smarthost_ca if set) or "none"; AUTH if a username
+	// is set (password also from SMSBRIDGE_SMARTHOST_PASSWORD).
+	SmarthostTLS      string `toml:"smarthost_tls"`
+	SmarthostCA       string `toml:"smarthost_ca"`
+	SmarthostUsername string `toml:"smarthost_username"`
+	SmarthostPassword string `toml:"smarthost_password"`
 	// Logs: "text" or "json", a slog level, and whether the last digits
 	// of phone numbers are masked in them.
 	LogFormat      string `toml:"log_format"`
@@ -79,8 +99,11 @@ type SMTPConfig struct {
 	UsersFile string `toml:"users_file"`
 	// TrustedSenders, if set, are the only envelope senders the trusted
 	// networks may use without AUTH ("a@b.example", "@b.example", "<>").
-	TrustedSenders      []string `toml:"trusted_senders"`
-	MaxMessageBytes     int64    `toml:"max_message_bytes"`
+	TrustedSenders  []string `toml:"trusted_senders"`
+	MaxMessageBytes int64    `toml:"max_message_bytes"`
+	// MaxReturnBytes: a mail sent with RET=FULL is kept up to this size to
+	// return it with a failure report; larger ones return their headers.
+	MaxReturnBytes      int64    `toml:"max_return_bytes"`
 	MaxRecipients       int      `toml:"max_recipients"`
 	MaxLineLength       int      `toml:"max_line_length"`
 	MaxConnections      int      `toml:"max_connections"`
@@ -190,18 +213,21 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 
 func defaultConfig() Config {
 	return Config{
-		SMTPAddr:        "127.0.0.1:2525",
-		Domains:         []string{"sms.localhost"},
-		DefaultRegion:   "US",
-		DataDir:         "./smsbridge-data",
-		AdminAddr:       "127.0.0.1:8025",
-		TrustedNetworks: []string{"127.0.0.0/8", "::1/128"},
-		SourceAddr:      "smsbridge",
-		LogFormat:       "text",
-		LogLevel:        "info",
+		SMTPAddr:         "127.0.0.1:2525",
+		Domains:          []string{"sms.localhost"},
+		DefaultRegion:    "US",
+		DataDir:          "./smsbridge-data",
+		AdminAddr:        "127.0.0.1:8025",
+		TrustedNetworks:  []string{"127.0.0.0/8", "::1/128"},
+		SourceAddr:       "smsbridge",
+		ReportDelayAfter: Duration{4 * time.Hour},
+		ReportGiveUp:     Duration{5 * 24 * time.Hour},
+		LogFormat:        "text",
+		LogLevel:         "info",
 		SMTP: SMTPConfig{
 			TrustedSenders:      []string{},
 			MaxMessageBytes:     10 << 20,
+			MaxReturnBytes:      256 << 10,
 			MaxRecipients:       100,
 			MaxLineLength:       10000,
 			MaxConnections:      100,
@@ -347,6 +373,9 @@ func parseServeFlags(args []string) (Config, error) {
 	if t := os.Getenv("SMSBRIDGE_ADMIN_TOKEN"); t != "" {
 		c.AdminToken = t
 	}
+	if p := os.Getenv("SMSBRIDGE_SMARTHOST_PASSWORD"); p != "" {
+		c.SmarthostPassword = p
+	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "smtp-addr":
@@ -438,6 +467,24 @@ func (c *Config) validate() error {
 		}
 		if len(r.Languages) > 0 || r.Concat != "" {
 			bad(key, "languages and concat are set for all routes in [smsc]")
+		}
+	}
+	switch c.SmarthostTLS {
+	case "", "required", "none":
+	default:
+		bad("smarthost_tls", "%q is not \"\", \"required\" or \"none\"", c.SmarthostTLS)
+	}
+	switch c.ReportDelivery {
+	case "", "mx":
+	default:
+		bad("report_delivery", "%q is not \"\" (outbox) or \"mx\"", c.ReportDelivery)
+	}
+	if !validSource(c.SourceAddr) {
+		bad("source_addr", "%q is not a sender id: up to 11 letters/digits, or + and up to 15 digits", c.SourceAddr)
+	}
+	for i, r := range c.Routes {
+		if r.SourceAddr != "" && !validSource(r.SourceAddr) {
+			bad(fmt.Sprintf("routes[%d].source_addr", i), "%q is not a sender id", r.SourceAddr)
 		}
 	}
 	switch c.LogFormat {
@@ -582,4 +629,17 @@ func validPrefix(p string) bool {
 		}
 	}
 	return true
+}
+
+// validSource is what smppout can send as source_addr: alphanumeric up to
+// 11 characters (3GPP TS 23.040 §9.1.2.5), or digits (with "+") up to 20.
+func validSource(s string) bool {
+	if s == "" {
+		return true // the SMSC's default
+	}
+	digits := strings.TrimPrefix(s, "+")
+	if digits != "" && strings.Trim(digits, "0123456789") == "" {
+		return len(digits) <= 20
+	}
+	return len(s) <= 11 && strings.TrimLeft(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 .-_&") == ""
 }

@@ -41,6 +41,8 @@ func TestConfigErrors(t *testing.T) {
 		{"route without address", "[[routes]]\nname = \"de\"\nprefixes = [\"+49\"]\n", nil, "routes[0].addr"},
 		{"route named twice", "[[routes]]\nname = \"default\"\naddr = \"a:1\"\n", nil, "used twice"},
 		{"route prefix not E.164", "[[routes]]\nname = \"de\"\naddr = \"a:1\"\nprefixes = [\"49\"]\n", nil, "routes[0].prefixes"},
+		{"sender id too long", "source_addr = \"ACME Corporation\"\n", nil, "c.toml:1: source_addr"},
+		{"smarthost tls mode", "smarthost_tls = \"maybe\"\n", nil, "smarthost_tls"},
 		{"every error is reported", "default_region = \"XX\"\nlog_format = \"xml\"\n", nil, "log_format"},
 		{"syntax error has a line", "domains = [\n", nil, "line"},
 		{"bad duration", "[retry]\nmin = \"soon\"\n", nil, "soon"},
@@ -89,11 +91,12 @@ func TestCheckConfig(t *testing.T) {
 		}
 	}
 	out.Reset()
-	good := writeFile(t, "[smsc]\npassword = \"hunter2\"\nwindow = 50\n")
+	good := writeFile(t, "smarthost_password = \"pw3\"\n[smsc]\npassword = \"hunter2\"\nwindow = 50\n[[routes]]\nname = \"b\"\naddr = \"b:1\"\npassword = \"routesecret\"\n")
 	if status := runCheckConfig([]string{good}, &out, &errOut); status != 0 {
 		t.Fatalf("status %d for a good file", status)
 	}
-	if strings.Contains(out.String(), "hunter2") || !strings.Contains(out.String(), "window = 50") {
+	if strings.Contains(out.String(), "hunter2") || strings.Contains(out.String(), "routesecret") ||
+		strings.Contains(out.String(), "pw3") || !strings.Contains(out.String(), "window = 50") {
 		t.Errorf("effective config:\n%s", out.String())
 	}
 }

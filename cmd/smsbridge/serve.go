@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,22 +38,23 @@ const (
 
 // app is one running smsbridge: every component, wired.
 type app struct {
-	cfg        Config
-	demo       bool // the SMSC is our own simulator
-	log        *slog.Logger
-	st         *store.Store
-	sim        *smsctest.Server  // demo mode only
-	clients    []*smppout.Client // one per route, [smsc] first
-	routeNames []string
-	routeAddrs []string
-	bridge     *bridge.Bridge
-	smtp       *smtpd.Server
-	smtpdCfg   smtpd.Config
-	smtpL      net.Listener
-	smtpsL     net.Listener // implicit TLS, optional
-	lmtpL      net.Listener // optional
-	adminL     net.Listener
-	reg        *prometheus.Registry
+	cfg          Config
+	demo         bool // the SMSC is our own simulator
+	log          *slog.Logger
+	st           *store.Store
+	sim          *smsctest.Server  // demo mode only
+	clients      []*smppout.Client // one per route, [smsc] first
+	routeNames   []string
+	routeAddrs   []string
+	bridge       *bridge.Bridge
+	smtp         *smtpd.Server
+	smarthostTLS *tls.Config
+	smtpdCfg     smtpd.Config
+	smtpL        net.Listener
+	smtpsL       net.Listener // implicit TLS, optional
+	lmtpL        net.Listener // optional
+	adminL       net.Listener
+	reg          *prometheus.Registry
 }
 
 // newApp opens the store and the listeners; run starts the work.
@@ -82,6 +84,9 @@ func newApp(cfg Config, log *slog.Logger) (_ *app, err error) {
 		DedupWindow: dedup,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := a.loadSmarthostCA(); err != nil {
 		return nil, err
 	}
 	a.smtpdCfg = cfg.smtpdConfig()
@@ -140,10 +145,7 @@ func (a *app) wire() {
 		admin.NewCollector(a.st, a.routes))
 	host := cfg.hostname()
 	routes := a.newRoutes()
-	var out report.Sender = report.Outbox{Dir: filepath.Join(cfg.DataDir, "outbox")}
-	if cfg.Smarthost != "" {
-		out = report.SMTP{Addr: cfg.Smarthost, Helo: host}
-	}
+	out := a.reportSender(host)
 	reportSuccess := a.demo
 	if cfg.ReportSuccess != nil {
 		reportSuccess = *cfg.ReportSuccess
@@ -153,15 +155,20 @@ func (a *app) wire() {
 		postmaster = "postmaster@" + host
 	}
 	a.bridge = bridge.New(bridge.Config{
-		SourceAddr:    cfg.SourceAddr,
-		RetryMin:      cfg.Retry.Min.Duration,
-		RetryMax:      cfg.Retry.Max.Duration,
-		Validity:      cfg.Retry.Validity.Duration,
-		MaxAttempts:   cfg.Retry.MaxAttempts,
-		ReportingMTA:  host,
-		Postmaster:    postmaster,
-		ReportSuccess: reportSuccess,
-		Metrics:       bridge.NewMetrics(a.reg),
+		SourceAddr:     cfg.SourceAddr,
+		RetryMin:       cfg.Retry.Min.Duration,
+		RetryMax:       cfg.Retry.Max.Duration,
+		Validity:       cfg.Retry.Validity.Duration,
+		MaxAttempts:    cfg.Retry.MaxAttempts,
+		ReportingMTA:   host,
+		Postmaster:     postmaster,
+		ReportSuccess:  reportSuccess,
+		ReportFailures: cfg.ReportFailures,
+		ReportDelays:   cfg.ReportDelays,
+		DelayAfter:     cfg.ReportDelayAfter.Duration,
+		ReportGiveUp:   cfg.ReportGiveUp.Duration,
+		GroupReports:   cfg.ReportGroup,
+		Metrics:        bridge.NewMetrics(a.reg),
 	}, a.st, routes, out, a.log.With("component", "bridge"))
 	a.smtp = smtpd.New(a.smtpdCfg, a.st, a.log.With("component", "smtpd"))
 }
@@ -184,6 +191,7 @@ func (c *Config) smtpdConfig() smtpd.Config {
 		TrustedNetworks:     trusted,
 		TrustedSenders:      sc.TrustedSenders,
 		MaxMessageBytes:     sc.MaxMessageBytes,
+		MaxReturnBytes:      sc.MaxReturnBytes,
 		MaxRecipients:       sc.MaxRecipients,
 		MaxLineLength:       sc.MaxLineLength,
 		MaxConnections:      sc.MaxConnections,
@@ -411,4 +419,37 @@ func (a *app) reload() {
 	}
 	a.smtp.SetUsers(db)
 	a.log.Info("reload: users file read again", "file", a.cfg.SMTP.UsersFile)
+}
+
+// reportSender is where report mails go: the smarthost, the sender
+// domain's MX, or the outbox (the default, and the demo's).
+func (a *app) reportSender(host string) report.Sender {
+	c := a.cfg
+	switch {
+	case c.Smarthost != "":
+		return report.SMTP{Addr: c.Smarthost, Helo: host, TLS: report.TLSMode(c.SmarthostTLS), TLSConfig: a.smarthostTLS,
+			Username: c.SmarthostUsername, Password: c.SmarthostPassword}
+	case c.ReportDelivery == "mx":
+		return report.MX{Helo: host, TLS: report.TLSMode(c.SmarthostTLS)}
+	}
+	return report.Outbox{Dir: filepath.Join(c.DataDir, "outbox")}
+}
+
+// loadSmarthostCA reads the CA bundle that smarthost_tls = "required"
+// checks the smarthost against.
+func (a *app) loadSmarthostCA() error {
+	if a.cfg.SmarthostCA == "" {
+		return nil
+	}
+	pem, err := os.ReadFile(a.cfg.SmarthostCA)
+	if err != nil {
+		return fmt.Errorf("smarthost_ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("smarthost_ca: no PEM certificate in %s", a.cfg.SmarthostCA)
+	}
+	host, _, _ := net.SplitHostPort(a.cfg.Smarthost)
+	a.smarthostTLS = &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}
+	return nil
 }
