@@ -26,6 +26,7 @@ type Config struct {
 	RetryMax      time.Duration // cap of the exponential backoff; default 10 min
 	Validity      time.Duration // a record not submitted by then fails as expired; default 48 h
 	MaxAttempts   int           // submit attempts before a record fails; default 100 (throttling is not an attempt)
+	ReceiptGrace  time.Duration // a submitted record with no final receipt by Validity + this expires; default 1 h
 	ThrottleMin   time.Duration // first pause of the route when the SMSC throttles; default 1 s
 	ThrottleMax   time.Duration // longest pause; default 1 min
 	ReportingMTA  string        // our host name, for reports
@@ -59,6 +60,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PurgeEvery == 0 {
 		c.PurgeEvery = 10 * time.Minute
+	}
+	if c.ReceiptGrace == 0 {
+		c.ReceiptGrace = time.Hour
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 100

@@ -624,3 +624,48 @@ func TestPackedRoute(t *testing.T) {
 	}
 	_ = rec
 }
+
+// TestNoFinalReceiptExpires: an SMSC that never sends a final receipt must
+// not leave the record waiting forever: past the validity period and the
+// grace it expires, and the sender hears that the SMS may have arrived.
+func TestNoFinalReceiptExpires(t *testing.T) {
+	h := newHarness(t, Config{Validity: 300 * time.Millisecond, ReceiptGrace: 100 * time.Millisecond},
+		smsctest.Config{Outcomes: []smsctest.Outcome{{Stat: "ENROUTE", Err: "000"}}})
+	id := h.add(t, "a@x.test", "+14155550123", "hi")
+	rec := h.waitFinal(t, id)
+	if rec.State != store.Expired || !strings.Contains(rec.LastError, "no delivery receipt") {
+		t.Fatalf("state %s, error %q; events %+v", rec.State, rec.LastError, rec.Events)
+	}
+	msgs, err := h.sink.Wait(ctxFor(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dsnField(t, msgs[0].Data, "Status"); got != "5.4.7" {
+		t.Errorf("report Status %q", got)
+	}
+}
+
+// TestUnroutableDoNotBlockOthers: hundreds of records whose only route is
+// down must not hide a record for a healthy route behind them.
+func TestUnroutableDoNotBlockOthers(t *testing.T) {
+	h := newRouted(t, []Route{
+		{Name: "de", Prefixes: []string{"+49"}},
+		{Name: "fr", Prefixes: []string{"+33"}},
+	})
+	h.sims["de"].Stop()
+	time.Sleep(100 * time.Millisecond)
+	var recs []*store.Record
+	for i := range 300 {
+		recs = append(recs, &store.Record{From: "a@x.test", To: fmt.Sprintf("+49151%07d", i),
+			Segments: []store.Segment{{Payload: []byte("x")}}})
+	}
+	if err := h.st.Add(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if got := routeOf(h.send(t, "+33612345678")); got != "fr" {
+		t.Errorf("went by %s", got)
+	}
+	if got, _ := h.st.Get(recs[0].ID); got.State != store.Queued || got.Attempts != 0 {
+		t.Errorf("a record for the down route: %s after %d attempts", got.State, got.Attempts)
+	}
+}

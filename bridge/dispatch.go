@@ -46,6 +46,10 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 		busy := map[string]bool{} // destinations skipped in this pass
 		var resume time.Time      // when a resting route serves a skipped record again
 		for _, rec := range recs {
+			if rec.State == store.Submitted {
+				b.receiptsOverdue(rec)
+				continue
+			}
 			// Once a destination was skipped, its later records wait for
 			// the next pass, even if the submit in flight ends meanwhile.
 			if busy[rec.To] || !b.claim(rec) {
@@ -70,6 +74,9 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 					b.fail(rec.ID, store.Expired, statusExpired, "smpp; no route could take the message within its validity period")
 					continue
 				}
+				// Out of the head of the queue until a route may take it,
+				// or it would hide every record behind it.
+				b.postpone(rec, at)
 				busy[rec.To] = true
 				if !at.IsZero() && (resume.IsZero() || at.Before(resume)) {
 					resume = at
@@ -183,6 +190,13 @@ func (b *Bridge) submit(ctx context.Context, rec *store.Record, rt *route) {
 		}
 		start := time.Now()
 		id, err := rt.SMSC.Submit(ctx, b.submitSM(rec, i, rt))
+		if err == nil && id == "" {
+			// SMPP v3.4 §4.4.2 makes message_id mandatory; without one no
+			// receipt can match. The SMSC has the segment: record it under
+			// a unique placeholder, and the receipt deadline ends it.
+			b.log.Warn("submit_sm_resp without a message_id", "id", rec.ID, "route", rt.Name, "seg", i+1)
+			id = fmt.Sprintf("no-id-%s-%d", rec.ID, i+1)
+		}
 		b.cfg.Metrics.submitLatency.Observe(time.Since(start).Seconds())
 		if err != nil {
 			b.submitFailed(rec, i, err, rt)
@@ -258,6 +272,9 @@ func (b *Bridge) recordSMSCID(id string, i int, smscID string) error {
 			r.State = store.Submitted
 			r.Attempts++
 			r.LastError = ""
+			// The SMSC keeps trying for the validity period we sent; a
+			// receipt later than that, with some slack, is not coming.
+			r.ReceiptsBy = b.cfg.Now().Add(b.cfg.Validity + b.cfg.ReceiptGrace)
 		}
 		return nil
 	})
@@ -286,6 +303,12 @@ func (b *Bridge) submitFailed(rec *store.Record, i int, err error, rt *route) {
 	case isStatus && !se.Temporary():
 		b.cfg.Metrics.submitErrors.WithLabelValues("permanent").Inc()
 		b.fail(rec.ID, store.Failed, submitStatus(se.Status), fmt.Sprintf("smpp; submit_sm command_status=0x%08X", se.Status))
+		return
+	case errors.Is(err, smppout.ErrInvalidSubmit):
+		// The PDU cannot be built (a bad address or sender id): no retry
+		// can change that.
+		b.cfg.Metrics.submitErrors.WithLabelValues("permanent").Inc()
+		b.fail(rec.ID, store.Failed, "5.1.3", "smpp; "+err.Error())
 		return
 	case isStatus && throttling[se.Status], errors.Is(err, smppout.ErrNotBound):
 		// About the route, not the message: the route rests, the record
@@ -406,4 +429,50 @@ func (b *Bridge) HandleReceipt(_ context.Context, r smppout.Receipt) error {
 		b.logFinal(rec)
 	}
 	return nil
+}
+
+// receiptsOverdue ends a submitted record whose receipts did not come by
+// its deadline: the SMSC sent none, or they were lost. It is reported as
+// expired, saying the SMS may have been delivered.
+func (b *Bridge) receiptsOverdue(rec *store.Record) {
+	now := b.cfg.Now()
+	got, err := b.st.Update(rec.ID, func(r *store.Record) error {
+		if r.State != store.Submitted || r.ReceiptsBy.After(now) {
+			return errNotDue // a receipt came meanwhile
+		}
+		r.State = store.Expired
+		r.FailStatus = statusExpired
+		r.LastError = "smpp; no delivery receipt by " + r.ReceiptsBy.Format(time.RFC3339) +
+			": the SMS may have been delivered"
+		r.Events = append(r.Events, store.Event{At: now, What: "expired", Detail: r.LastError})
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNotDue):
+	case err != nil:
+		b.log.Error("ending a record without receipts", "id", rec.ID, "err", err)
+	default:
+		b.logFinal(got)
+	}
+}
+
+// postpone moves a record no route can take now out of the head of the
+// queue, without counting an attempt: until the resting route that serves
+// it resumes, or RetryMin when none is bound.
+func (b *Bridge) postpone(rec *store.Record, resume time.Time) {
+	now := b.cfg.Now()
+	at := resume
+	if at.IsZero() || at.Before(now) {
+		at = now.Add(b.cfg.RetryMin)
+	}
+	_, err := b.st.Update(rec.ID, func(r *store.Record) error {
+		if r.State != store.Queued {
+			return errNotDue
+		}
+		r.NextAttempt = at
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNotDue) {
+		b.log.Error("postponing a record without a route", "id", rec.ID, "err", err)
+	}
 }

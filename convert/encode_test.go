@@ -117,8 +117,9 @@ func TestEncodeSegmentSizes(t *testing.T) {
 		{"udh16: 161 septets are 152 and 9", ConcatUDH16, nil, rep("a", 161), []int{152, 9}, 2},
 		{"udh16: 7-octet UDH leaves 66 UCS-2 units", ConcatUDH16, nil, rep("я", 71), []int{66, 5}, 2},
 		{"udh16: single SMS still holds 160", ConcatUDH16, nil, rep("a", 160), []int{160}, 1},
-		{"sar: each part is a whole SM of 160 septets", ConcatSAR, nil, rep("a", 400), []int{160, 160, 80}, 3},
-		{"sar: each part is a whole SM of 70 units", ConcatSAR, nil, rep("я", 141), []int{70, 70, 1}, 3},
+		{"sar: parts leave room for the 16-bit element the SMSC adds (152 septets)", ConcatSAR, nil, rep("a", 400), []int{152, 152, 96}, 3},
+		{"sar: parts leave room for the 16-bit element the SMSC adds (66 units)", ConcatSAR, nil, rep("я", 141), []int{66, 66, 9}, 3},
+		{"sar: a lone SMS is a whole 160 septets", ConcatSAR, nil, rep("a", 160), []int{160}, 1},
 		{"payload: one segment, counted as 153-septet parts", ConcatPayload, nil, rep("a", 400), []int{400}, 3},
 		{"payload: one segment, counted as 67-unit parts", ConcatPayload, nil, rep("я", 135), []int{135}, 3},
 		{"single shift element (§9.2.3.24.15) leaves 155 in a lone SMS", ConcatUDH8, []string{"es"},
@@ -396,5 +397,25 @@ func TestPackSeptets(t *testing.T) {
 	full := PackSeptets([]byte{5, 0, 3, 1, 2, 1}, septets('a', 153))
 	if len(full) != 140 {
 		t.Errorf("153 septets after the 8-bit concatenation UDH pack into %d octets, want 140", len(full))
+	}
+}
+
+// TestPackPadsWithCR: TS 23.038 §6.1.2.3.1, when 7 bits of the last octet
+// are spare, a phone that counts septets from octets reads one more: it must
+// be CR, not "@" (septet 0).
+func TestPackPadsWithCR(t *testing.T) {
+	udh := []byte{5, 0, 3, 1, 2, 1}                           // 48 bits, 1 fill bit: septets start at bit 49
+	septets := []byte{'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'} // 49 + 56 = 105 bits: 7 spare in octet 14
+	out := PackSeptets(udh, septets)
+	if len(out) != 14 {
+		t.Fatalf("%d octets, want 14", len(out))
+	}
+	extra := (out[13] >> 1) & 0x7F
+	if extra != 0x0D {
+		t.Errorf("the spare septet is %#x, want CR (0x0d)", extra)
+	}
+	// With one spare bit there is nothing to fill.
+	if out := PackSeptets(nil, septets[:1]); len(out) != 1 || out[0] != 'a' {
+		t.Errorf("one septet packs to % x", out)
 	}
 }

@@ -18,6 +18,12 @@ func PackSeptets(udh, septets []byte) []byte {
 			out[pos/8+1] |= (s & 0x7F) >> (8 - pos%8)
 		}
 	}
+	// TS 23.038 §6.1.2.3.1: when the last octet has 7 spare bits, a phone
+	// counting septets from octets would show an "@" (septet 0) there; CR
+	// fills them instead and is ignored at the end of a message.
+	if end := start + 7*len(septets); len(septets) > 0 && end%8 == 1 {
+		out[len(out)-1] |= 0x0D << 1
+	}
 	return out
 }
 

@@ -22,14 +22,19 @@ func capacity(c Coding, udh int) int {
 }
 
 // layoutFor derives the segment sizes from the headers the segments will
-// carry. ConcatSAR parts are each a whole SM (the concatenation travels in
-// TLVs, only shift-table elements in the UDH); ConcatPayload is one SM that
-// the SMSC splits, counted as the UDH 8-bit parts it will need.
+// carry. With ConcatSAR the concatenation travels in TLVs, but the SMSC
+// turns them into a concatenation element inside the 140 octets on the air
+// (TS 23.040 §9.2.3.24; sar_msg_ref_num is 16-bit, SMPP v3.4 §5.3.2.22), so
+// the parts leave room for the 16-bit one; ConcatPayload is one SM that the
+// SMSC splits, counted as the UDH 8-bit parts it will need.
 func layoutFor(c Coding, concat Concat, lock, single uint8) layout {
 	one := udhOctets(concat, 1, lock, single)
 	many := udhOctets(concat, 2, lock, single)
-	if concat == ConcatPayload {
+	switch concat {
+	case ConcatPayload:
 		many = udhOctets(ConcatUDH8, 2, lock, single)
+	case ConcatSAR:
+		many = udhOctets(ConcatUDH16, 2, lock, single)
 	}
 	return layout{single: capacity(c, one), multi: capacity(c, many)}
 }

@@ -106,6 +106,7 @@ func encode(r *Record) ([]byte, error) {
 	b = append(b, boolByte(r.DelayDone))
 	b = binary.AppendVarint(b, int64(r.ReportAttempts))
 	b = putTime(b, r.ReportNextAttempt)
+	b = putTime(b, r.ReceiptsBy)
 	return b, nil
 }
 
@@ -181,6 +182,7 @@ func decode(v []byte) (*Record, error) {
 	r.DelayDone = d.byte() != 0
 	r.ReportAttempts = int(d.varint())
 	r.ReportNextAttempt = d.time()
+	r.ReceiptsBy = d.time()
 	if d.err != nil {
 		return nil, fmt.Errorf("decode: %w", d.err)
 	}

@@ -46,7 +46,7 @@ var (
 // layoutVersion 2 added the submitting, final, counts, dedup and refs
 // buckets, 3 the report_due and delay indexes; an older file is migrated by
 // Open.
-const layoutVersion = "3"
+const layoutVersion = "4"
 
 // entry is one index entry that a record implies.
 type entry struct {
@@ -73,6 +73,10 @@ func entries(r *Record) []entry {
 	switch {
 	case r.State == Queued:
 		es = append(es, entry{bucketDue, timeIDKey(r.NextAttempt, r.ID), []byte{}})
+	case r.State == Submitted && !r.ReceiptsBy.IsZero():
+		// A submitted record is due when its receipts are overdue: the
+		// dispatcher ends it then, so it cannot wait forever.
+		es = append(es, entry{bucketDue, timeIDKey(r.ReceiptsBy, r.ID), []byte{}})
 	case r.State == Submitting:
 		es = append(es, entry{bucketSubmitting, []byte(r.ID), []byte{}})
 	case r.State.Final() && !r.ReportDone:

@@ -119,6 +119,10 @@ type Record struct {
 	ReportAttempts    int       `json:",omitempty"`
 	ReportNextAttempt time.Time `json:",omitzero"`
 
+	// ReceiptsBy is when a Submitted record stops waiting for receipts
+	// (set by the dispatcher): Due returns it then, to be ended.
+	ReceiptsBy time.Time `json:",omitzero"`
+
 	// DuplicateOf is set by Add, instead of storing the record, when the
 	// same (MessageID, To) was accepted within Options.DedupWindow: it is
 	// the id of the earlier record, and ID is set to it too. Never stored.
@@ -216,7 +220,7 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	switch v := meta.Get(keyVersion); {
 	case v == nil && tx.Bucket(bucketRecords).Stats().KeyN == 0:
-	case v == nil, string(v) == "1", string(v) == "2":
+	case v == nil, string(v) == "1", string(v) == "2", string(v) == "3":
 		if err := migrate(tx); err != nil {
 			return fmt.Errorf("migrate layout %q to %q: %w", v, layoutVersion, err)
 		}
@@ -498,8 +502,10 @@ func (s *Store) Update(id string, fn func(*Record) error) (*Record, error) {
 	return out, nil
 }
 
-// Due returns up to limit Queued records whose NextAttempt is not after now,
-// oldest first, and the time the next one is due (zero if none).
+// Due returns up to limit records whose NextAttempt is not after now,
+// oldest first, and the time the next one is due (zero if none): Queued
+// records to submit (by NextAttempt), and Submitted ones whose receipts are
+// overdue (by ReceiptsBy, the deadline the dispatcher set).
 //
 // next is the NextAttempt of the first Queued record not returned: it is not
 // after now when limit cut the list short, so the caller should ask again at
