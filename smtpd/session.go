@@ -503,7 +503,7 @@ func (s *session) records(env envelope, body []byte) ([]*store.Record, string, e
 			To:           r.number,
 			MessageID:    m.MessageID,
 			Subject:      m.Subject,
-			Header:       m.Header,
+			Header:       capHeader(m.Header),
 			Text:         m.Text,
 			DataCoding:   enc.Coding.DataCoding(),
 			Concat:       string(enc.Concat),
@@ -551,4 +551,18 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// maxKeptHeader bounds the original header block kept with each record
+// for its report (text/rfc822-headers): a mail may carry megabytes of
+// headers, and every recipient's record holds its own copy.
+const maxKeptHeader = 64 << 10
+
+// capHeader cuts h to maxKeptHeader at a line boundary.
+func capHeader(h []byte) []byte {
+	if len(h) <= maxKeptHeader {
+		return h
+	}
+	cut := bytes.LastIndex(h[:maxKeptHeader], []byte("\n"))
+	return h[:cut+1]
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -379,8 +380,11 @@ func (s *Store) prepare(r *Record, now time.Time) *Record {
 
 // dedupKey is the key of the dedup index for r: MessageID ‖ 0 ‖ To, with a
 // long Message-ID replaced by its SHA-256 (bbolt keys are limited).
+// The envelope sender and the user are part of the key: a Message-ID is
+// the sender's to choose, so another sender (or user) reusing it must not
+// silence their mail.
 func dedupKey(r *Record) []byte {
-	mid := r.MessageID
+	mid := r.MessageID + "\x00" + strings.ToLower(r.From) + "\x00" + r.User
 	if len(mid) > 256 {
 		sum := sha256.Sum256([]byte(mid))
 		mid = "sha256:" + hex.EncodeToString(sum[:])
@@ -390,7 +394,7 @@ func dedupKey(r *Record) []byte {
 }
 
 // duplicate returns the id of the record accepted within the dedup window
-// with r's MessageID and To, or "".
+// with r's MessageID, sender, user and To, or "".
 func (s *Store) duplicate(tx *bolt.Tx, r *Record, now time.Time) string {
 	if s.opt.DedupWindow < 0 || r.MessageID == "" {
 		return ""

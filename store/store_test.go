@@ -515,3 +515,24 @@ func BenchmarkUpdate(b *testing.B) {
 		}
 	}
 }
+
+// TestDedupKeyedBySender: the same Message-ID from another sender is a
+// different mail, not a retry.
+func TestDedupKeyedBySender(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	mk := func(from string) *Record {
+		return &Record{From: from, To: "+14155550123", MessageID: "<alert-1@x>", Segments: []Segment{{Payload: []byte("x")}}}
+	}
+	a, b, again := mk("a@x.test"), mk("b@y.test"), mk("A@X.TEST")
+	for _, r := range []*Record{a, b, again} {
+		if err := s.Add(context.Background(), []*Record{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.DuplicateOf != "" {
+		t.Errorf("another sender's mail taken for a duplicate of %s", b.DuplicateOf)
+	}
+	if again.DuplicateOf != a.ID {
+		t.Errorf("a retry by the same sender (any case) not caught: %q", again.DuplicateOf)
+	}
+}
