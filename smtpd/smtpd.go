@@ -104,9 +104,16 @@ type Config struct {
 	// Now is the clock of rate limits and AUTH failure windows; time.Now
 	// by default.
 	Now func() time.Time
+
+	// Metrics, if set, count sessions, replies and commits; nil keeps
+	// unregistered ones.
+	Metrics *Metrics
 }
 
 func (c *Config) setDefaults() {
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
 	if c.Hostname == "" {
 		c.Hostname = "localhost"
 	}
@@ -212,7 +219,7 @@ func New(cfg Config, q Queue, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg: cfg, q: q, log: log,
+		cfg: cfg, q: timedQueue{q, cfg.Metrics}, log: log,
 		rate:     ratelimit.New(cfg.Now),
 		auth:     newAuthGuard(cfg.Now, cfg.AuthFailWindow),
 		sleep:    time.Sleep,
@@ -227,8 +234,10 @@ func New(cfg Config, q Queue, log *slog.Logger) *Server {
 }
 
 func (s *Server) newSMTP(lmtp bool) *smtp.Server {
+	proto := map[bool]string{false: "smtp", true: "lmtp"}[lmtp]
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return s.newSession(c, lmtp), nil
+		s.cfg.Metrics.sessions.WithLabelValues(proto).Inc()
+		return metered{s.newSession(c, lmtp), s.cfg.Metrics}, nil
 	}))
 	srv.LMTP = lmtp
 	srv.Domain = s.cfg.Hostname

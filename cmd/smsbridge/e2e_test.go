@@ -432,6 +432,9 @@ func TestDemoMode(t *testing.T) {
 	if a.sim == nil {
 		t.Fatal("no simulator in demo mode")
 	}
+	if before := httpGet(t, "http://"+a.adminL.Addr().String()+"/metrics"); !strings.Contains(before, "smsbridge_mails_accepted_total 0") {
+		t.Errorf("before any mail, /metrics lacks smsbridge_mails_accepted_total 0")
+	}
 	ids := sendMail(t, a.smtpL.Addr().String(), "ops@example.com", []string{"+14155550123@sms.localhost"},
 		"Subject: Hello\n\nHello from the demo\n")
 	if rec := waitFinal(t, a.st, ids[0]); rec.State != store.Delivered {
@@ -471,6 +474,11 @@ func TestDemoMode(t *testing.T) {
 		`smsbridge_route_submitted_total{route="default"} 1`,
 		`smsbridge_route_receipts_total{route="default"} 1`,
 		"smsbridge_queue_oldest_seconds 0",
+		`smsbridge_smtp_sessions_total{protocol="smtp"} 1`,
+		`smsbridge_smtp_replies_total{code="250",command="DATA"} 1`,
+		"smsbridge_mails_accepted_total 1",
+		"smsbridge_records_accepted_total 1",
+		"smsbridge_commit_seconds_count 1",
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)

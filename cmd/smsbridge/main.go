@@ -37,6 +37,7 @@ const usage = `usage: smsbridge [serve] [flags]     run the gateway (see smsbrid
        smsbridge check-config [FILE]  print the effective config, or every error
        smsbridge healthcheck [--admin-addr A] [--ready]
                                      exit 0 if the server is healthy (for Docker)
+       smsbridge bench [flags]       load test: in-process, or --smtp a running server
        smsbridge version`
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -66,6 +67,8 @@ func run(args []string) int {
 		return runQueue(args, os.Stdout, os.Stderr)
 	case "check-config":
 		return runCheckConfig(args, os.Stdout, os.Stderr)
+	case "bench":
+		return runBench(args, os.Stdout, os.Stderr)
 	case "help":
 		fmt.Println(usage)
 		return 0

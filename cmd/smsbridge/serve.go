@@ -170,6 +170,7 @@ func (a *app) wire() {
 		GroupReports:   cfg.ReportGroup,
 		Metrics:        bridge.NewMetrics(a.reg),
 	}, a.st, routes, out, a.log.With("component", "bridge"))
+	a.smtpdCfg.Metrics = smtpd.NewMetrics(a.reg)
 	a.smtp = smtpd.New(a.smtpdCfg, a.st, a.log.With("component", "smtpd"))
 }
 
