@@ -87,3 +87,39 @@ func cleanLocal(local string) (string, bool) {
 	}
 	return s, true
 }
+
+// NumberInfo is what the numbering plan says of an E.164 number: its region
+// (ISO 3166-1, "US", "DE") and its type ("mobile", "fixed_line",
+// "fixed_line_or_mobile", "toll_free"…), from libphonenumber's metadata.
+// The type is by number range: after porting it can be wrong, which is fine
+// for logs and a coarse rule, not for routing.
+func NumberInfo(e164 string) (region, kind string) {
+	n, err := phonenumbers.Parse(e164, "")
+	if err != nil {
+		return "", "unknown"
+	}
+	return phonenumbers.GetRegionCodeForNumber(n), numberTypes[phonenumbers.GetNumberType(n)]
+}
+
+var numberTypes = map[phonenumbers.PhoneNumberType]string{
+	phonenumbers.FIXED_LINE:           "fixed_line",
+	phonenumbers.MOBILE:               "mobile",
+	phonenumbers.FIXED_LINE_OR_MOBILE: "fixed_line_or_mobile",
+	phonenumbers.TOLL_FREE:            "toll_free",
+	phonenumbers.PREMIUM_RATE:         "premium_rate",
+	phonenumbers.SHARED_COST:          "shared_cost",
+	phonenumbers.VOIP:                 "voip",
+	phonenumbers.PERSONAL_NUMBER:      "personal_number",
+	phonenumbers.PAGER:                "pager",
+	phonenumbers.UAN:                  "uan",
+	phonenumbers.VOICEMAIL:            "voicemail",
+	phonenumbers.UNKNOWN:              "unknown",
+}
+
+// cannotReceiveSMS are the types that are surely not a phone that takes an
+// SMS. Where the plan cannot tell (the NANP's fixed_line_or_mobile, VoIP,
+// personal numbers, unknown) the number is given the benefit of the doubt.
+var cannotReceiveSMS = map[string]bool{
+	"fixed_line": true, "toll_free": true, "premium_rate": true,
+	"shared_cost": true, "uan": true, "voicemail": true,
+}

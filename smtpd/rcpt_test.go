@@ -83,3 +83,19 @@ func TestHasBareNewline(t *testing.T) {
 		}
 	}
 }
+
+func TestNumberInfo(t *testing.T) {
+	tests := []struct{ number, region, kind string }{
+		{"+4915112345678", "DE", "mobile"},
+		{"+4930123456", "DE", "fixed_line"},
+		{"+14155550123", "US", "fixed_line_or_mobile"},
+		{"+18005550199", "US", "toll_free"},
+		{"+447400123456", "GB", "mobile"},
+	}
+	for _, tc := range tests {
+		region, kind := NumberInfo(tc.number)
+		if region != tc.region || kind != tc.kind {
+			t.Errorf("NumberInfo(%s) = %s %s, want %s %s", tc.number, region, kind, tc.region, tc.kind)
+		}
+	}
+}

@@ -220,6 +220,11 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		errors.As(err, &se)
 		return s.fail(se)
 	}
+	if region, kind := NumberInfo(number); cfg.MobileOnly && cannotReceiveSMS[kind] {
+		s.srv.log.Info("smtp rcpt refused", "client", s.remote, "rcpt", to, "to", number,
+			"country", region, "type", kind, "reason", "not a mobile number")
+		return s.fail(replyf(550, 5, 1, 3, "%s is a %s number in %s, not a mobile phone", number, strings.ReplaceAll(kind, "_", " "), region))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if reason := s.destinationRefused(number); reason != "" {
@@ -436,8 +441,9 @@ func (s *session) queue(env envelope, recs []*store.Record, msgid string) error 
 				"msgid", msgid, "from", rec.From, "to", rec.To, "client", s.remote)
 			continue
 		}
+		region, kind := NumberInfo(rec.To)
 		s.srv.log.Info("accepted", "id", rec.ID, "msgid", msgid, "from", rec.From, "user", rec.User,
-			"to", rec.To, "segments", len(rec.Segments), "client", s.remote)
+			"to", rec.To, "country", region, "type", kind, "segments", len(rec.Segments), "client", s.remote)
 	}
 	return nil
 }

@@ -120,6 +120,12 @@ func TestReplies(t *testing.T) {
 			c.Convert = convert.Options{MaxSegments: 1, Overflow: convert.OverflowTruncate}
 		}, nil, "a@x.test", []string{"+14155550123@sms.test"},
 			"Subject: hi\r\n\r\n" + strings.Repeat("long text ", 20) + "\r\n", ""},
+		{"mobile only refuses a fixed line", func(c *Config) { c.MobileOnly = true }, nil, "a@x.test",
+			[]string{"+4930123456@sms.test"}, mail, "550 5.1.3"},
+		{"mobile only takes a mobile", func(c *Config) { c.MobileOnly = true }, nil, "a@x.test",
+			[]string{"+4915112345678@sms.test"}, mail, ""},
+		{"mobile only gives NANP numbers the benefit of the doubt", func(c *Config) { c.MobileOnly = true }, nil, "a@x.test",
+			[]string{"+14155550123@sms.test"}, mail, ""},
 		{"store failure is temporary", nil, failingQueue{}, "a@x.test", []string{"+14155550123@sms.test"}, mail, "451 4.3.0"},
 	}
 	for _, tc := range tests {

@@ -74,6 +74,9 @@ type Config struct {
 	// Prefixes are E.164: "+" and digits ("+1900", "+49").
 	AllowPrefixes []string
 	DenyPrefixes  []string
+	// MobileOnly refuses at RCPT (550 5.1.3) numbers that the numbering
+	// plan says are fixed lines, toll-free, premium rate and the like.
+	MobileOnly bool
 
 	// Rate limits and daily quotas (off while zero). UserLimits apply to
 	// each authenticated user, per field unless the users file sets it;

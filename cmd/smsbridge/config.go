@@ -111,10 +111,13 @@ type SMTPConfig struct {
 	MaxErrors           int      `toml:"max_errors"`
 	IdleTimeout         Duration `toml:"idle_timeout"`
 	AllowPrefixes       []string `toml:"allow_prefixes"`
-	DenyPrefixes        []string `toml:"deny_prefixes"`
-	LimitTrusted        bool     `toml:"limit_trusted"`
-	UserLimits          Limits   `toml:"user_limits"`
-	IPLimits            Limits   `toml:"ip_limits"`
+	// MobileOnly refuses at RCPT (550 5.1.3) numbers the numbering plan
+	// says are fixed lines, toll-free, premium rate…
+	MobileOnly   bool     `toml:"mobile_only"`
+	DenyPrefixes []string `toml:"deny_prefixes"`
+	LimitTrusted bool     `toml:"limit_trusted"`
+	UserLimits   Limits   `toml:"user_limits"`
+	IPLimits     Limits   `toml:"ip_limits"`
 }
 
 // Limits are rate limits and daily quotas; 0 is no limit.

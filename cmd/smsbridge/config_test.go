@@ -113,3 +113,18 @@ func TestMaskNumber(t *testing.T) {
 		}
 	}
 }
+
+func TestRoutablePrefixes(t *testing.T) {
+	c := defaultConfig()
+	if got := c.routablePrefixes(); len(got) != 0 {
+		t.Errorf("demo: %v", got)
+	}
+	c.Routes = []RouteConfig{{Name: "de", Prefixes: []string{"+49"}}, {Name: "fr", Prefixes: []string{"+33"}}}
+	if got := c.routablePrefixes(); !reflect.DeepEqual(got, []string{"+49", "+33"}) {
+		t.Errorf("routes only: %v", got)
+	}
+	c.SMSC.Addr = "smsc:2775"
+	if got := c.routablePrefixes(); len(got) != 0 {
+		t.Errorf("with a default route: %v", got)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -199,7 +200,8 @@ func (c *Config) smtpdConfig() smtpd.Config {
 		MaxConnectionsPerIP: sc.MaxConnectionsPerIP,
 		MaxErrors:           sc.MaxErrors,
 		IdleTimeout:         sc.IdleTimeout.Duration,
-		AllowPrefixes:       sc.AllowPrefixes,
+		AllowPrefixes:       c.routablePrefixes(),
+		MobileOnly:          sc.MobileOnly,
 		DenyPrefixes:        sc.DenyPrefixes,
 		UserLimits:          lim(sc.UserLimits),
 		IPLimits:            lim(sc.IPLimits),
@@ -453,4 +455,22 @@ func (a *app) loadSmarthostCA() error {
 	host, _, _ := net.SplitHostPort(a.cfg.Smarthost)
 	a.smarthostTLS = &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}
 	return nil
+}
+
+// routablePrefixes is the RCPT allow list: the configured one, or, when no
+// route serves every number (no [smsc] address, only [[routes]] with
+// prefixes), the routes' prefixes: a number no route serves is refused at
+// RCPT (550 5.7.1) instead of waiting in the queue until it expires.
+func (c *Config) routablePrefixes() []string {
+	if len(c.SMTP.AllowPrefixes) > 0 || c.SMSC.Addr != "" || len(c.Routes) == 0 {
+		return c.SMTP.AllowPrefixes
+	}
+	var ps []string
+	for _, r := range c.Routes {
+		if len(r.Prefixes) == 0 || slices.Contains(r.Prefixes, "+") {
+			return nil // this route serves every number
+		}
+		ps = append(ps, r.Prefixes...)
+	}
+	return ps
 }
