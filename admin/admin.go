@@ -100,6 +100,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /api/records/{id}/cancel", s.cancelRecord)
 	s.mux.HandleFunc("GET /api/routes", s.listRoutes)
 	s.mux.HandleFunc("GET /api/counts", s.counts)
+	s.mux.HandleFunc("GET /api/inbound", s.listInbound)
 	s.mux.HandleFunc("GET /{$}", s.statusPage)
 }
 
@@ -260,4 +261,36 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	e := json.NewEncoder(w)
 	e.SetIndent("", "  ")
 	e.Encode(v)
+}
+
+// inboundLister is the store's MO listing, when it keeps MO.
+type inboundLister interface {
+	ListInbound(limit int) ([]*store.Inbound, error)
+}
+
+// listInbound is GET /api/inbound?limit=N: MO messages, newest first.
+func (s *Server) listInbound(w http.ResponseWriter, r *http.Request) {
+	l, ok := s.q.(inboundLister)
+	if !ok {
+		writeError(w, http.StatusNotFound, errors.New("no MO store"))
+		return
+	}
+	limit := 50
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, errors.New("limit: not a positive number"))
+			return
+		}
+		limit = min(n, 1000)
+	}
+	in, err := l.ListInbound(limit)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	if in == nil {
+		in = []*store.Inbound{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"inbound": in})
 }

@@ -74,6 +74,7 @@ func TestAPI(t *testing.T) {
 		{"counts", "GET", "/api/counts", 200, []string{`"queued": 1`, `"cancelled": 1`}},
 		{"status page", "GET", "/", 200, []string{"<h1>smsbridge</h1>", recs[0].ID, "smsc:2775", "cancelled"}},
 		{"metrics", "GET", "/metrics", 200, []string{"go_goroutines"}},
+		{"inbound, none yet", "GET", "/api/inbound", 200, []string{`"inbound": []`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

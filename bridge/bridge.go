@@ -128,6 +128,7 @@ type Bridge struct {
 	mu         sync.Mutex
 	inflight   map[string]bool // records being submitted now
 	inflightTo map[string]bool // their destinations
+	mo         moJoiner
 }
 
 // New returns a dispatcher; Run starts it.
@@ -140,6 +141,7 @@ func New(cfg Config, st Store, routes []Route, out report.Sender, log *slog.Logg
 		cfg: cfg, st: st, out: out, log: log,
 		inflight:   make(map[string]bool),
 		inflightTo: make(map[string]bool),
+		mo:         moJoiner{reasm: map[string]*smppout.Reassembler{}},
 	}
 	for _, r := range routes {
 		b.routes = append(b.routes, &route{Route: r})
@@ -163,6 +165,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return b.purgeLoop(ctx) })
+	g.Go(func() error { return b.moLoop(ctx) })
 	g.Go(func() error { return b.dispatchLoop(ctx) })
 	g.Go(func() error { return b.reportLoop(ctx) })
 	return g.Wait()

@@ -63,6 +63,7 @@ func newHarnessAt(t *testing.T, path string, cfg Config, sc smsctest.Config) *ha
 	h.smsc = smppout.New(smppout.Config{
 		Addr: sim.Addr(), SystemID: "b", Password: "pw",
 		RespTimeout: 2 * time.Second, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
+		MO: func(ctx context.Context, m smppout.MO) error { return h.b.MOHandler("default")(ctx, m) },
 	}, func(ctx context.Context, r smppout.Receipt) error { return h.b.ReceiptHandler("default")(ctx, r) }, log)
 	if cfg.RetryMin == 0 {
 		cfg.RetryMin, cfg.RetryMax = 10*time.Millisecond, 40*time.Millisecond
@@ -667,5 +668,42 @@ func TestUnroutableDoNotBlockOthers(t *testing.T) {
 	}
 	if got, _ := h.st.Get(recs[0].ID); got.State != store.Queued || got.Attempts != 0 {
 		t.Errorf("a record for the down route: %s after %d attempts", got.State, got.Attempts)
+	}
+}
+
+// TestMOStored: an MO on its own, and one in three parts sent out of
+// order, are stored as inbound messages (and acknowledged only then).
+func TestMOStored(t *testing.T) {
+	h := newHarness(t, Config{}, smsctest.Config{})
+	if err := h.sim.WaitBinds(ctxFor(t), 1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	h.sim.SendMO(smsctest.MO{SystemID: "b", From: "4915112345678", To: "12345", Text: []byte("STOP")})
+	for _, seq := range []byte{3, 1, 2} {
+		text := map[byte]string{1: "one ", 2: "two ", 3: "three"}[seq]
+		h.sim.SendMO(smsctest.MO{SystemID: "b", From: "4915112345678", To: "12345",
+			UDH: []byte{5, 0, 3, 0x42, 3, seq}, Text: []byte(text)})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		in, err := h.st.ListInbound(10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(in) == 2 {
+			texts := in[0].Text + "|" + in[1].Text
+			if texts != "one two three|STOP" && texts != "STOP|one two three" {
+				t.Errorf("inbound texts %q", texts)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("inbound: %+v", in)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if parts, _ := h.st.MOParts(); len(parts) != 0 {
+		t.Errorf("%d parts left unjoined", len(parts))
 	}
 }

@@ -370,6 +370,9 @@ func (a *app) newRoutes() []bridge.Route {
 			TPS:           sc.TPS,
 			IDFormat:      smppout.IDFormat(sc.IDFormat),
 			GSMDataCoding: byte(sc.GSMDataCoding),
+			MO: func(ctx context.Context, m smppout.MO) error {
+				return a.bridge.MOHandler(name)(ctx, m)
+			},
 		}, func(ctx context.Context, r smppout.Receipt) error {
 			return a.bridge.ReceiptHandler(name)(ctx, r)
 		}, a.log.With("component", "smpp", "route", name))
