@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/smsbridge/smsbridge/report"
@@ -121,15 +122,29 @@ func (b *Bridge) reportPass(ctx context.Context, now time.Time) (time.Time, bool
 			groups = append(groups, []*store.Record{r})
 		}
 	}
+	// Reports go out ReportWorkers at a time: each waits on a smarthost
+	// round trip and a commit, which others can share meanwhile. The pass
+	// ends when all are done, so the next one never takes a report twice.
+	sem := make(chan struct{}, b.cfg.ReportWorkers)
+	var wg sync.WaitGroup
 	for _, g := range groups {
 		if ctx.Err() != nil {
-			return next, ok
+			break
 		}
-		if !g[0].State.Final() {
-			b.delayReport(ctx, g[0])
-			continue
-		}
-		b.finalReport(ctx, g)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if !g[0].State.Final() {
+				b.delayReport(ctx, g[0])
+				return
+			}
+			b.finalReport(ctx, g)
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return next, ok
 	}
 	delayed, first, err := b.st.DelayDue(now.Add(-b.cfg.DelayAfter), reportBatch)
 	if err != nil {

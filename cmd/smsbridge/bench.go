@@ -295,11 +295,11 @@ func runBenchOnce(ctx context.Context, o benchOptions, stderr io.Writer) (*bench
 		g.measuring.Store(true)
 	}
 	var wg sync.WaitGroup
-	for i := range o.sessions {
+	for range o.sessions {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			(&session{g: g, id: i}).run()
+			(&session{g: g}).run()
 		}()
 	}
 	sessionsDone := make(chan struct{})
@@ -325,9 +325,6 @@ func runBenchOnce(ctx context.Context, o benchOptions, stderr io.Writer) (*bench
 			abort()
 			return nil, err
 		}
-	}
-	if o.memprofile != "" {
-		runtime.MemProfileRate = 64 << 10
 	}
 	if o.warmup > 0 {
 		t.snap(&s1)

@@ -186,7 +186,6 @@ func (g *generator) fail(err error) {
 // --conn-per-mail).
 type session struct {
 	g    *generator
-	id   int
 	nc   net.Conn
 	r    *bufio.Reader
 	w    *bufio.Writer

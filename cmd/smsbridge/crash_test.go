@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/smsbridge/smsbridge/smppout/smsctest"
+	"github.com/smsbridge/smsbridge/store"
 )
 
 var crashLong = flag.Bool("crash.long", false, "run the long crash test: 20+ kill -9 under load")
@@ -148,7 +149,10 @@ max = "200ms"
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d accepted mails never reached the SMSC, e.g. %q", len(lost), len(accepted), lost[0])
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("%d of %d accepted mails never reached the SMSC, e.g. %q: %s\n%s", len(lost), len(accepted),
+				lost[0], describeLost(filepath.Join(dir, "data"), lost[0]), tail(logs.String(), 3000))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -192,4 +196,38 @@ func (s *syncWriter) Write(b []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(b)
+}
+
+// describeLost tells what the store says of the record with text.
+func describeLost(dataDir, text string) string {
+	st, err := store.Open(filepath.Join(dataDir, "smsbridge.db"), store.Options{})
+	if err != nil {
+		return "store: " + err.Error()
+	}
+	defer st.Close()
+	q := store.Query{Limit: 1000}
+	for range 100 {
+		recs, next, err := st.Query(q)
+		if err != nil {
+			return err.Error()
+		}
+		for _, r := range recs {
+			if r.Text == text {
+				return fmt.Sprintf("record %s state %s next %s attempts %d events %+v", r.ID, r.State,
+					r.NextAttempt.Format(time.RFC3339Nano), r.Attempts, r.Events)
+			}
+		}
+		if next == "" {
+			break
+		}
+		q.Before = next
+	}
+	return "no record with that text"
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }

@@ -161,6 +161,7 @@ func (a *app) wire() {
 		RetryMax:       cfg.Retry.Max.Duration,
 		Validity:       cfg.Retry.Validity.Duration,
 		MaxAttempts:    cfg.Retry.MaxAttempts,
+		Workers:        a.windows(),
 		ReportingMTA:   host,
 		Postmaster:     postmaster,
 		ReportSuccess:  reportSuccess,
@@ -476,4 +477,22 @@ func (c *Config) routablePrefixes() []string {
 		ps = append(ps, r.Prefixes...)
 	}
 	return ps
+}
+
+// windows is how many submits the routes take at once: the dispatcher runs
+// that many records in parallel (at least 16), so no window sits half empty.
+func (a *app) windows() int {
+	n := 0
+	for _, sc := range append([]SMSCConfig{a.cfg.SMSC}, routeSMSCs(a.cfg.Routes)...) {
+		n += sc.Window * max(sc.Binds, 1)
+	}
+	return max(n, 16)
+}
+
+func routeSMSCs(rs []RouteConfig) []SMSCConfig {
+	out := make([]SMSCConfig, len(rs))
+	for i, r := range rs {
+		out[i] = r.SMSCConfig
+	}
+	return out
 }
