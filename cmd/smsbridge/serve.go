@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,7 @@ type app struct {
 	clients      []*smppout.Client // one per route, [smsc] first
 	routeNames   []string
 	routeAddrs   []string
+	tps          tpsMeter
 	bridge       *bridge.Bridge
 	smtp         *smtpd.Server
 	smarthostTLS *tls.Config
@@ -304,9 +306,40 @@ func (a *app) routes() []admin.RouteStatus {
 		st := cl.Stats()
 		out = append(out, admin.RouteStatus{Name: a.routeNames[i], Addr: a.routeAddrs[i], Bound: st.Bound > 0,
 			Binds: st.Bound, WindowInUse: st.WindowInUse, Submitted: st.Submitted, Throttled: st.Throttled,
-			InDoubt: st.InDoubt, Receipts: st.Receipts, MO: st.MO})
+			InDoubt: st.InDoubt, Receipts: st.Receipts, MO: st.MO, TPS: a.tps.rate(i, st.Submitted)})
 	}
 	return out
+}
+
+// tpsMeter turns the routes' submit counters into a rate: submits per
+// second since the previous look, at least a second ago.
+type tpsMeter struct {
+	mu    sync.Mutex
+	last  map[int]tpsSample
+	rates map[int]float64
+}
+
+type tpsSample struct {
+	at time.Time
+	n  uint64
+}
+
+func (m *tpsMeter) rate(route int, n uint64) float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.last == nil {
+		m.last, m.rates = map[int]tpsSample{}, map[int]float64{}
+	}
+	now := time.Now()
+	prev, ok := m.last[route]
+	switch {
+	case !ok:
+		m.last[route] = tpsSample{now, n}
+	case now.Sub(prev.at) >= time.Second:
+		m.rates[route] = float64(n-prev.n) / now.Sub(prev.at).Seconds()
+		m.last[route] = tpsSample{now, n}
+	}
+	return m.rates[route]
 }
 
 func (a *app) close() {
