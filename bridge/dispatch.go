@@ -310,7 +310,7 @@ func (b *Bridge) submitFailed(rec *store.Record, i int, err error, rt *route) {
 		b.cfg.Metrics.submitErrors.WithLabelValues("permanent").Inc()
 		b.fail(rec.ID, store.Failed, "5.1.3", "smpp; "+err.Error())
 		return
-	case isStatus && throttling[se.Status], errors.Is(err, smppout.ErrNotBound):
+	case isStatus && throttling[se.Status]:
 		// About the route, not the message: the route rests, the record
 		// goes back to the queue without losing an attempt, and another
 		// route serving the number takes it now if there is one.
@@ -318,6 +318,12 @@ func (b *Bridge) submitFailed(rec *store.Record, i int, err error, rt *route) {
 		b.cfg.Metrics.throttles.Inc()
 		until := rt.pause(b.cfg.Now(), b.cfg.ThrottleMin, b.cfg.ThrottleMax)
 		b.requeue(rec, i, err, rt.Name, until)
+		return
+	case errors.Is(err, smppout.ErrNotBound):
+		// The bind dropped between pick and submit: no attempt lost, and
+		// no rest either; pick skips the route until it is bound again,
+		// and traffic comes back the moment it is.
+		b.requeue(rec, i, err, rt.Name, b.cfg.Now())
 		return
 	}
 	b.cfg.Metrics.submitErrors.WithLabelValues("temporary").Inc()
@@ -373,7 +379,7 @@ func (b *Bridge) requeue(rec *store.Record, i int, cause error, routeName string
 		r.NextAttempt = at
 		r.LastError = cause.Error()
 		r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "throttled",
-			Detail: fmt.Sprintf("seg %d/%d: %v; route %s rests until %s", i+1, len(r.Segments), cause, routeName, until.Format(time.RFC3339Nano))})
+			Detail: fmt.Sprintf("seg %d/%d: %v; route %s unavailable until %s", i+1, len(r.Segments), cause, routeName, until.Format(time.RFC3339Nano))})
 		return nil
 	})
 	if err != nil {
