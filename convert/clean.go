@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // cleaner turns a decoded body into the text worth sending.
@@ -80,14 +81,27 @@ func normalizeLines(s string) string {
 	}
 	var b strings.Builder
 	b.Grow(len(s))
-	for i, r := range s {
-		switch {
-		case r == '\r' && strings.HasPrefix(s[i+1:], "\n"):
-		case r == '\r':
-			b.WriteByte('\n')
-		case !needsNormalizing(r):
-			b.WriteRune(r)
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf { // ASCII: most of any mail, copied a byte at a time
+			switch {
+			case c == '\r' && i+1 < len(s) && s[i+1] == '\n':
+			case c == '\r':
+				b.WriteByte('\n')
+			case !needsNormalizing(rune(c)):
+				b.WriteByte(c)
+			}
+			i++
+			continue
 		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			b.WriteRune(utf8.RuneError) // an invalid byte, as range would give it
+		case !needsNormalizing(r):
+			b.WriteString(s[i : i+n])
+		}
+		i += n
 	}
 	return b.String()
 }
