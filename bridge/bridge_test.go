@@ -707,3 +707,54 @@ func TestMOStored(t *testing.T) {
 		t.Errorf("%d parts left unjoined", len(parts))
 	}
 }
+
+// TestLateResponseNotSentTwice: a submit_sm_resp that comes after the
+// timeout still writes the id down, and the retry the timeout scheduled
+// does not send the segment again.
+func TestLateResponseNotSentTwice(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "l.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sim := smsctest.New(smsctest.Config{SystemID: "b", Password: "pw", ReceiptDelay: 10 * time.Millisecond,
+		RespDelay: 400 * time.Millisecond})
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	var b *Bridge
+	log := slog.New(slog.DiscardHandler)
+	cl := smppout.New(smppout.Config{Addr: sim.Addr(), SystemID: "b", Password: "pw", RespTimeout: 150 * time.Millisecond,
+		EnquireLink: time.Hour, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
+		Late: func(tag any, id string) { b.LateHandler("default")(tag, id) }},
+		func(ctx context.Context, r smppout.Receipt) error { return b.ReceiptHandler("default")(ctx, r) }, log)
+	b = New(Config{RetryMin: 2 * time.Second, RetryMax: 2 * time.Second}, st, []Route{{Name: "default", SMSC: cl}},
+		report.Outbox{Dir: t.TempDir()}, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); cl.Run(ctx) }()
+	go func() { defer wg.Done(); b.Run(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+
+	rec := &store.Record{From: "a@x.test", To: "+14155550123", Segments: []store.Segment{{Payload: []byte("once")}}}
+	if err := st.Add(context.Background(), []*store.Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, _ := st.Get(rec.ID)
+		if got.State == store.Delivered {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("state %s; events %+v", got.State, got.Events)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(2500 * time.Millisecond) // past the retry the timeout scheduled
+	if n := len(sim.Messages()); n != 1 {
+		t.Errorf("the SMSC got the segment %d times, want once", n)
+	}
+}

@@ -231,6 +231,7 @@ func (b *Bridge) submitSM(rec *store.Record, i int, rt *route) smppout.Submit {
 		DataCoding:         rec.DataCoding,
 		ShortMessage:       seg.Payload,
 		RegisteredDelivery: 1, // a receipt for the final outcome, success or failure
+		Tag:                lateTag{rec.ID, i},
 		// What is left of our validity period, so the SMSC gives up when
 		// we would: a report then tells the truth.
 		Validity: max(b.cfg.Validity-b.cfg.Now().Sub(rec.Created), time.Minute),
@@ -480,5 +481,47 @@ func (b *Bridge) postpone(rec *store.Record, resume time.Time) {
 	})
 	if err != nil && !errors.Is(err, errNotDue) {
 		b.log.Error("postponing a record without a route", "id", rec.ID, "err", err)
+	}
+}
+
+// lateTag names the segment a submit_sm was for, so that a response that
+// comes after we gave up on it can still be written down.
+type lateTag struct {
+	id  string
+	seg int
+}
+
+// LateHandler returns the smppout Config.Late of the named route: a
+// submit_sm_resp that came after the timeout says the SMSC has the segment.
+// If it has no id yet, it gets this one and is not sent again (the retry
+// that the timeout scheduled finds it submitted).
+func (b *Bridge) LateHandler(route string) func(tag any, smscID string) {
+	return func(tag any, smscID string) {
+		t, ok := tag.(lateTag)
+		if !ok {
+			return
+		}
+		key := smscKey(route, smscID)
+		rec, err := b.st.Update(t.id, func(r *store.Record) error {
+			if t.seg >= len(r.Segments) || r.Segments[t.seg].SMSCID != "" || r.State.Final() {
+				return errNotDue // already resent, or over
+			}
+			r.Segments[t.seg].SMSCID, r.Segments[t.seg].State = key, store.SegSubmitted
+			r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "submitted",
+				Detail: fmt.Sprintf("seg %d/%d smsc_id=%s (late response: not sent again)", t.seg+1, len(r.Segments), key)})
+			if r.State == store.Queued && allSubmitted(r) {
+				r.State = store.Submitted
+				r.LastError = ""
+				r.ReceiptsBy = b.cfg.Now().Add(b.cfg.Validity + b.cfg.ReceiptGrace)
+			}
+			return nil
+		})
+		switch {
+		case errors.Is(err, errNotDue):
+		case err != nil:
+			b.log.Error("recording a late submit_sm_resp", "id", t.id, "smsc_id", key, "err", err)
+		default:
+			b.log.Info("late submit_sm_resp recorded: no second copy", "id", rec.ID, "seg", t.seg+1, "smsc_id", key, "state", rec.State)
+		}
 	}
 }

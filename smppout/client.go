@@ -233,7 +233,7 @@ func (c *Client) Submit(ctx context.Context, s Submit) (string, error) {
 	if sess == nil {
 		return "", ErrNotBound
 	}
-	resp, err := sess.request(ctx, wire.SubmitSM, body, s.Dest)
+	resp, err := sess.request(ctx, wire.SubmitSM, body, s.Dest, s.Tag)
 	if err != nil {
 		if InDoubt(err) {
 			c.stats.inDoubt.Add(1)

@@ -62,6 +62,11 @@ type Config struct {
 	// MO receives mobile-originated messages: deliver_sm and data_sm that
 	// are not receipts (§4.6, §4.7). nil acknowledges and drops them.
 	MO MOHandler
+
+	// Late, if set, is told of a submit_sm_resp with ESME_ROK that came
+	// after Submit returned ErrTimeout: the SMSC has the message, and
+	// smsc_id is its id (normalised like Submit's). tag is Submit.Tag.
+	Late func(tag any, smscID string)
 }
 
 // BindMode is how a session binds (§4.1).

@@ -16,7 +16,7 @@ const maxGiven = 10000
 // request sends a request PDU and waits for its response. submit_sm takes
 // a window slot, blocking while none is free, and is refused once the
 // session drains. dest labels a submit_sm in the log.
-func (s *session) request(ctx context.Context, id uint32, body []byte, dest string) (wire.PDU, error) {
+func (s *session) request(ctx context.Context, id uint32, body []byte, dest string, tag any) (wire.PDU, error) {
 	counted := id == wire.SubmitSM
 	if counted {
 		select {
@@ -28,7 +28,7 @@ func (s *session) request(ctx context.Context, id uint32, body []byte, dest stri
 			return wire.PDU{}, ErrNotBound
 		}
 	}
-	c, seq, err := s.register(id|wire.RespBit, counted, dest)
+	c, seq, err := s.register(id|wire.RespBit, counted, dest, tag)
 	if err != nil {
 		return wire.PDU{}, err
 	}
@@ -43,14 +43,14 @@ func (s *session) request(ctx context.Context, id uint32, body []byte, dest stri
 }
 
 // register reserves a sequence number for a request expecting respID.
-func (s *session) register(respID uint32, counted bool, dest string) (*call, uint32, error) {
+func (s *session) register(respID uint32, counted bool, dest string, tag any) (*call, uint32, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || (counted && s.draining) {
 		return nil, 0, ErrNotBound
 	}
 	seq := s.nextSeqLocked()
-	c := &call{respID: respID, ch: make(chan wire.PDU, 1), dest: dest}
+	c := &call{respID: respID, ch: make(chan wire.PDU, 1), dest: dest, tag: tag}
 	s.pending[seq] = c
 	if counted {
 		s.inflight.Add()
@@ -155,6 +155,12 @@ func (s *session) resolve(p wire.PDU) {
 func (s *session) late(p wire.PDU, c *call) {
 	s.stats.late.Add(1)
 	id, _ := wire.ParseMessageID(p.Body)
+	id = s.cfg.IDFormat.SubmitID(id)
 	s.log.Warn("smpp late submit_sm_resp: the SMSC had the message we reported in doubt",
-		"seq", p.Seq, "to", c.dest, "status", p.Status, "smsc_id", s.cfg.IDFormat.SubmitID(id))
+		"seq", p.Seq, "to", c.dest, "status", p.Status, "smsc_id", id)
+	if p.Status == wire.StatusOK && id != "" && s.cfg.Late != nil {
+		// The caller may still write the id down and not send the
+		// segment again: the SMSC has it.
+		go s.cfg.Late(c.tag, id)
+	}
 }

@@ -58,6 +58,7 @@ type call struct {
 	respID uint32
 	ch     chan wire.PDU // buffered: resolve never blocks
 	dest   string        // submit_sm destination, for the log
+	tag    any           // Submit.Tag, handed to Config.Late
 	given  bool          // the caller gave up waiting: a response now is late
 }
 
@@ -205,7 +206,7 @@ func (s *session) shutdown() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), min(s.cfg.RespTimeout, 2*time.Second))
 	defer cancel()
-	if _, err := s.request(ctx, wire.Unbind, nil, ""); err != nil {
+	if _, err := s.request(ctx, wire.Unbind, nil, "", nil); err != nil {
 		s.log.Warn("smpp unbind", "err", err)
 	} else {
 		s.log.Info("smpp unbound")
@@ -236,7 +237,7 @@ func (s *session) keepalive() {
 			return
 		case <-t.C:
 		}
-		if _, err := s.request(context.Background(), wire.EnquireLink, nil, ""); err != nil {
+		if _, err := s.request(context.Background(), wire.EnquireLink, nil, "", nil); err != nil {
 			s.close(fmt.Errorf("smppout: dead link: enquire_link: %w", err))
 			return
 		}

@@ -36,6 +36,9 @@ type Submit struct {
 	// Segments is what this submit counts against Config.TPS; 0 lets
 	// the client work it out (1, or more for a long message_payload).
 	Segments int
+	// Tag is the caller's, handed back to Config.Late if the response
+	// comes after Submit gave up.
+	Tag any
 }
 
 // SAR is the segmentation and reassembly information of one part.

@@ -407,6 +407,7 @@ func (a *app) newRoutes() []bridge.Route {
 			MO: func(ctx context.Context, m smppout.MO) error {
 				return a.bridge.MOHandler(name)(ctx, m)
 			},
+			Late: func(tag any, smscID string) { a.bridge.LateHandler(name)(tag, smscID) },
 		}, func(ctx context.Context, r smppout.Receipt) error {
 			return a.bridge.ReceiptHandler(name)(ctx, r)
 		}, a.log.With("component", "smpp", "route", name))
