@@ -359,18 +359,25 @@ func (s *session) read(r io.Reader) ([]byte, error) {
 	return body, nil
 }
 
-func (s *session) Data(r io.Reader) error {
-	s.c.beginData()
-	defer s.c.endData()
+// message reads DATA and makes the records of every recipient; what is
+// left to Data and LMTPData is committing them and replying.
+func (s *session) message(r io.Reader) (envelope, []*store.Record, string, error) {
 	env, ok := s.envelope()
 	body, err := s.read(r)
 	if err != nil {
-		return err
+		return env, nil, "", err
 	}
 	if !ok {
-		return smtp.ErrDataReset
+		return env, nil, "", smtp.ErrDataReset
 	}
 	recs, msgid, err := s.records(env, body)
+	return env, recs, msgid, err
+}
+
+func (s *session) Data(r io.Reader) error {
+	s.c.beginData()
+	defer s.c.endData()
+	env, recs, msgid, err := s.message(r)
 	if err != nil {
 		return err
 	}
@@ -390,15 +397,7 @@ func (s *session) Data(r io.Reader) error {
 func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	s.c.beginData()
 	defer s.c.endData()
-	env, ok := s.envelope()
-	body, err := s.read(r)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return smtp.ErrDataReset
-	}
-	recs, msgid, err := s.records(env, body)
+	env, recs, msgid, err := s.message(r)
 	if err != nil {
 		return err
 	}

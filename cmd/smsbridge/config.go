@@ -519,10 +519,7 @@ func convertErrors(err error) []error {
 	if err == nil {
 		return nil
 	}
-	list := []error{err}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	}
+	list := unjoin(err)
 	var out []error
 	for _, e := range list {
 		field, msg, ok := strings.Cut(e.Error(), ": ")
@@ -548,10 +545,7 @@ func withLines(path string, err error) error {
 	if rerr != nil {
 		return err
 	}
-	list := []error{err}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	}
+	list := unjoin(err)
 	var out []error
 	for _, e := range list {
 		var ke keyError
