@@ -22,7 +22,7 @@ import (
 type Config struct {
 	SourceAddr    string        // source_addr of every SMS
 	Workers       int           // records submitted concurrently; default 16
-	ReportWorkers int           // reports sent concurrently; default 8
+	ReportWorkers int           // reports sent concurrently; default 32
 	RetryMin      time.Duration // first retry delay after a temporary error; default 30 s
 	RetryMax      time.Duration // cap of the exponential backoff; default 10 min
 	Validity      time.Duration // a record not submitted by then fails as expired; default 48 h
@@ -51,7 +51,7 @@ func (c *Config) setDefaults() {
 		c.Workers = 16
 	}
 	if c.ReportWorkers == 0 {
-		c.ReportWorkers = 8
+		c.ReportWorkers = 32
 	}
 	if c.RetryMin == 0 {
 		c.RetryMin = 30 * time.Second
