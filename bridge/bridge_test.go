@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/smsbridge/smsbridge/convert"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -756,5 +757,34 @@ func TestLateResponseNotSentTwice(t *testing.T) {
 	time.Sleep(2500 * time.Millisecond) // past the retry the timeout scheduled
 	if n := len(sim.Messages()); n != 1 {
 		t.Errorf("the SMSC got the segment %d times, want once", n)
+	}
+}
+
+// TestPerRouteEncoding: a route whose SMSC wants SAR instead of a
+// concatenation UDH gets the record encoded again for it.
+func TestPerRouteEncoding(t *testing.T) {
+	sar := convert.Options{Concat: convert.ConcatSAR}
+	h := newRouted(t, []Route{{Name: "sar", Encoding: &sar}})
+	text := strings.Repeat("0123456789", 20) // 200 septets: 2 parts either way
+	enc, _ := convert.Encode(text, convert.Options{})
+	rec := &store.Record{From: "a@x.test", To: "+14155550123", Text: text, Concat: string(enc.Concat)}
+	for _, sg := range enc.Segments {
+		rec.Segments = append(rec.Segments, store.Segment{Payload: sg.Payload, Text: sg.Text})
+	}
+	if err := h.st.Add(context.Background(), []*store.Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := h.sims["sar"].WaitMessages(ctxFor(t), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range msgs {
+		if m.ESMClass&0x40 != 0 || m.TLVs[0x020F] == nil || m.TLVs[0x020F][0] != byte(i+1) {
+			t.Errorf("part %d: esm_class %#x TLVs %v, want SAR and no UDH", i+1, m.ESMClass, m.TLVs)
+		}
+	}
+	got, _ := h.st.Get(rec.ID)
+	if got.Concat != "sar" {
+		t.Errorf("record concat %q after the route took it", got.Concat)
 	}
 }

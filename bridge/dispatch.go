@@ -165,6 +165,7 @@ func (b *Bridge) submitFresh(ctx context.Context, rec *store.Record, rt *route) 
 		r.State = store.Submitting
 		r.Events = append(r.Events, store.Event{At: now, What: "submitting",
 			Detail: fmt.Sprintf("attempt %d", r.Attempts+1)})
+		reencode(r, rt, now)
 		return nil
 	})
 	switch {
@@ -524,4 +525,39 @@ func (b *Bridge) LateHandler(route string) func(tag any, smscID string) {
 			b.log.Info("late submit_sm_resp recorded: no second copy", "id", rec.ID, "seg", t.seg+1, "smsc_id", key, "state", rec.State)
 		}
 	}
+}
+
+// reencode encodes r again for a route with its own encoding options, as
+// long as no segment of r has been sent (parts of one message must agree).
+// The text was accepted already, so a cap is met by truncating.
+func reencode(r *store.Record, rt *route, now time.Time) {
+	if rt.Encoding == nil {
+		return
+	}
+	for _, s := range r.Segments {
+		if s.SMSCID != "" {
+			return
+		}
+	}
+	opt := *rt.Encoding
+	opt.Overflow = convert.OverflowTruncate
+	enc, err := convert.Encode(r.Text, opt)
+	if err != nil {
+		return // keep what was accepted
+	}
+	segs := make([]store.Segment, len(enc.Segments))
+	same := len(segs) == len(r.Segments) && string(enc.Concat) == r.Concat &&
+		enc.LockingShift == r.LockingShift && enc.SingleShift == r.SingleShift
+	for i, sg := range enc.Segments {
+		segs[i] = store.Segment{Payload: sg.Payload, Text: sg.Text}
+		same = same && string(sg.Payload) == string(r.Segments[i].Payload)
+	}
+	if same {
+		return
+	}
+	r.Segments, r.Concat = segs, string(enc.Concat)
+	r.DataCoding, r.LockingShift, r.SingleShift = enc.Coding.DataCoding(), enc.LockingShift, enc.SingleShift
+	r.Truncated = enc.Truncated
+	r.Events = append(r.Events, store.Event{At: now, What: "encoded",
+		Detail: fmt.Sprintf("for route %s: %d segments, concat %s", rt.Name, len(segs), enc.Concat)})
 }

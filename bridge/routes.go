@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smsbridge/smsbridge/convert"
 	"github.com/smsbridge/smsbridge/smppout"
 )
 
@@ -26,7 +27,12 @@ type Route struct {
 	// (TS 23.038 §6.1.2.1.1), as some SMSCs want, instead of one septet per
 	// octet; the data_coding to go with it is the SMPP client's.
 	GSMPacked bool
-	SMSC      SMSC
+	// Encoding, if set, is how this route's SMSC wants texts encoded
+	// (concatenation method, national shift tables), when that differs
+	// between routes: a record not yet sent in part is encoded again for
+	// the route that takes it.
+	Encoding *convert.Options
+	SMSC     SMSC
 }
 
 // route is a Route and its pause: when the SMSC throttles or the route

@@ -468,8 +468,10 @@ func (c *Config) validate() error {
 				bad(key+".prefixes", "%q is not an E.164 prefix (+ and digits)", p)
 			}
 		}
-		if len(r.Languages) > 0 || r.Concat != "" {
-			bad(key, "languages and concat are set for all routes in [smsc]")
+		if err := c.routeEncoding(r).Validate(); err != nil {
+			for _, e := range unjoin(err) {
+				bad(key, "%v", e)
+			}
 		}
 	}
 	switch c.SmarthostTLS {
@@ -639,4 +641,28 @@ func validSource(s string) bool {
 		return len(digits) <= 20
 	}
 	return len(s) <= 11 && strings.TrimLeft(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 .-_&") == ""
+}
+
+// routeEncoding is how texts are encoded for route r: the [convert] and
+// [smsc] options, with r's languages and concat where it sets them.
+func (c *Config) routeEncoding(r RouteConfig) convert.Options {
+	opt := c.convertOptions()
+	if r.Languages != nil {
+		opt.Languages = r.Languages
+	}
+	if r.Concat != "" {
+		opt.Concat = convert.Concat(r.Concat)
+	}
+	return opt
+}
+
+// routesEncodeAlike reports whether every route encodes as [smsc] does, so
+// that the text encoded at DATA is right for any of them.
+func (c *Config) routesEncodeAlike() bool {
+	for _, r := range c.Routes {
+		if r.Languages != nil || (r.Concat != "" && r.Concat != c.SMSC.Concat) {
+			return false
+		}
+	}
+	return true
 }

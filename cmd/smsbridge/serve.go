@@ -23,6 +23,7 @@ import (
 	"github.com/smsbridge/smsbridge/admin"
 
 	"github.com/smsbridge/smsbridge/bridge"
+	"github.com/smsbridge/smsbridge/convert"
 	"github.com/smsbridge/smsbridge/report"
 	"github.com/smsbridge/smsbridge/smppout"
 	"github.com/smsbridge/smsbridge/smppout/smsctest"
@@ -387,7 +388,16 @@ func smtpdValidate(c *Config) error {
 // every number, then each [[routes]] entry.
 func (a *app) newRoutes() []bridge.Route {
 	var routes []bridge.Route
+	alike := a.cfg.routesEncodeAlike()
 	add := func(name string, prefixes []string, priority int, source string, sc SMSCConfig) {
+		var enc *convert.Options
+		if !alike { // each route gets records encoded for it
+			opt := a.cfg.routeEncoding(RouteConfig{SMSCConfig: sc})
+			if name == "default" {
+				opt = a.cfg.convertOptions()
+			}
+			enc = &opt
+		}
 		cl := smppout.New(smppout.Config{
 			Addr:          sc.Addr,
 			SystemID:      sc.SystemID,
@@ -415,7 +425,7 @@ func (a *app) newRoutes() []bridge.Route {
 		a.routeNames = append(a.routeNames, name)
 		a.routeAddrs = append(a.routeAddrs, sc.Addr)
 		routes = append(routes, bridge.Route{Name: name, Prefixes: prefixes, Priority: priority, Source: source,
-			GSMPacked: sc.GSMPacked, SMSC: cl})
+			GSMPacked: sc.GSMPacked, Encoding: enc, SMSC: cl})
 	}
 	// The default route is the last resort: it serves every number, after
 	// any route with a matching prefix.
