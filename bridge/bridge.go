@@ -118,6 +118,7 @@ type Store interface {
 	DelayDue(before time.Time, limit int) ([]*store.Record, time.Time, error)
 	Changed() <-chan struct{}
 	Recover(now time.Time) (int, error)
+	Submitting(limit int) ([]string, error)
 	Purge(ctx context.Context, now time.Time) (int, error)
 }
 
@@ -198,7 +199,8 @@ func (b *Bridge) backoff(attempts int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// purgeLoop removes final, reported records past the store's retention.
+// purgeLoop removes final, reported records past the store's retention,
+// and puts back in the queue records stuck in Submitting.
 func (b *Bridge) purgeLoop(ctx context.Context) error {
 	t := time.NewTicker(b.cfg.PurgeEvery)
 	defer t.Stop()
@@ -208,12 +210,45 @@ func (b *Bridge) purgeLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+		b.unstick()
 		n, err := b.st.Purge(ctx, b.cfg.Now())
 		switch {
 		case err != nil && ctx.Err() == nil:
 			b.log.Error("purge", "err", err)
 		case n > 0:
 			b.log.Info("purged records past retention", "records", n)
+		}
+	}
+}
+
+// unstick requeues records in Submitting that no worker holds: a store
+// write after their submit failed (a full disk, say), and only a restart's
+// Recover would otherwise take them up again. Segments with an SMSC id are
+// not sent again.
+func (b *Bridge) unstick() {
+	ids, err := b.st.Submitting(1000)
+	if err != nil {
+		b.log.Error("listing records in submitting", "err", err)
+		return
+	}
+	now := b.cfg.Now()
+	for _, id := range ids {
+		b.mu.Lock()
+		busy := b.inflight[id]
+		b.mu.Unlock()
+		if busy {
+			continue
+		}
+		_, err := b.st.Update(id, func(r *store.Record) error {
+			if r.State != store.Submitting {
+				return errNotDue
+			}
+			r.State, r.NextAttempt = store.Queued, now
+			r.Events = append(r.Events, store.Event{At: now, What: "recovered", Detail: "left in submitting by a failed write"})
+			return nil
+		})
+		if err == nil {
+			b.log.Warn("record stuck in submitting queued again", "id", id)
 		}
 	}
 }

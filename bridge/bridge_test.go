@@ -788,3 +788,23 @@ func TestPerRouteEncoding(t *testing.T) {
 		t.Errorf("record concat %q after the route took it", got.Concat)
 	}
 }
+
+// TestUnstick: a record left in Submitting while no worker holds it (a
+// store write failed) goes back to the queue without a restart.
+func TestUnstick(t *testing.T) {
+	h := newHarness(t, Config{PurgeEvery: 50 * time.Millisecond}, smsctest.Config{})
+	h.sim.Stop() // nothing gets submitted meanwhile
+	rec := &store.Record{From: "a@x.test", To: "+14155550123", Segments: []store.Segment{{Payload: []byte("x")}}}
+	if err := h.st.Add(context.Background(), []*store.Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.st.Update(rec.ID, func(r *store.Record) error { r.State = store.Submitting; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sim.Start(h.sim.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.waitFinal(t, rec.ID); got.State != store.Delivered {
+		t.Fatalf("state %s; events %+v", got.State, got.Events)
+	}
+}

@@ -238,3 +238,20 @@ func forget(bucket []byte) func(tx *bolt.Tx, t time.Time, key []byte) (bool, err
 		return true, b.Delete(key)
 	}
 }
+
+// Submitting returns up to limit ids of records in Submitting, from the
+// submitting index.
+func (s *Store) Submitting(limit int) ([]string, error) {
+	var ids []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketSubmitting).Cursor()
+		for k, _ := c.First(); k != nil && len(ids) < limit; k, _ = c.Next() {
+			ids = append(ids, string(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: submitting: %w", err)
+	}
+	return ids, nil
+}
