@@ -124,11 +124,12 @@ type Store interface {
 
 // Bridge moves records between the store, the SMSC and the report sender.
 type Bridge struct {
-	cfg    Config
-	st     Store
-	routes []*route
-	out    report.Sender
-	log    *slog.Logger
+	cfg      Config
+	st       Store
+	routesMu sync.RWMutex
+	routes   []*route // replaced whole by SetRoutes
+	out      report.Sender
+	log      *slog.Logger
 
 	mu         sync.Mutex
 	inflight   map[string]bool // records being submitted now

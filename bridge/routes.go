@@ -98,7 +98,7 @@ func (r *route) usable(now time.Time) bool {
 // matching prefix, then the lowest priority, then the order configured.
 func (b *Bridge) routesFor(number string) []*route {
 	var rs []*route
-	for _, r := range b.routes {
+	for _, r := range b.routeList() {
 		if r.match(number) >= 0 {
 			rs = append(rs, r)
 		}
@@ -132,7 +132,7 @@ func (b *Bridge) pick(number string) (*route, time.Time) {
 
 // anyBound reports whether some route is bound.
 func (b *Bridge) anyBound() bool {
-	for _, r := range b.routes {
+	for _, r := range b.routeList() {
 		if r.SMSC.Bound() {
 			return true
 		}
@@ -150,4 +150,34 @@ func (b *Bridge) ReceiptHandler(route string) smppout.Handler {
 		r.MessageID = smscKey(route, r.MessageID)
 		return b.HandleReceipt(ctx, r)
 	}
+}
+
+func (b *Bridge) routeList() []*route {
+	b.routesMu.RLock()
+	defer b.routesMu.RUnlock()
+	return b.routes
+}
+
+// SetRoutes replaces the routes (a reload). A route kept with the same
+// name and SMSC client keeps its rest; submits in flight finish on the
+// route they started on.
+func (b *Bridge) SetRoutes(routes []Route) {
+	b.routesMu.Lock()
+	defer b.routesMu.Unlock()
+	old := map[string]*route{}
+	for _, r := range b.routes {
+		old[r.Name] = r
+	}
+	next := make([]*route, 0, len(routes))
+	for _, r := range routes {
+		if o := old[r.Name]; o != nil && o.SMSC == r.SMSC {
+			o.mu.Lock()
+			n := &route{Route: r, pauseUntil: o.pauseUntil, throttles: o.throttles}
+			o.mu.Unlock()
+			next = append(next, n)
+			continue
+		}
+		next = append(next, &route{Route: r})
+	}
+	b.routes = next
 }

@@ -155,7 +155,6 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Lock()
 	user := s.user
 	s.mu.Unlock()
-	cfg := &s.srv.cfg
 	switch {
 	case user != nil:
 		if !users.SenderAllowed(user.Senders, from) {
@@ -163,7 +162,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 			return s.fail(replyf(553, 5, 7, 1, "Sender address <%s> not owned by user %s", from, user.Name))
 		}
 	case s.trusted:
-		if !users.SenderAllowed(cfg.TrustedSenders, from) {
+		if !users.SenderAllowed(s.srv.pol.Load().TrustedSenders, from) {
 			s.srv.log.Info("smtp refused", "client", s.remote, "from", from, "reason", "sender not allowed without AUTH")
 			return s.fail(errTrustedSender)
 		}
@@ -220,7 +219,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		errors.As(err, &se)
 		return s.fail(se)
 	}
-	if region, kind := NumberInfo(number); cfg.MobileOnly && cannotReceiveSMS[kind] {
+	if region, kind := NumberInfo(number); s.srv.pol.Load().MobileOnly && cannotReceiveSMS[kind] {
 		s.srv.log.Info("smtp rcpt refused", "client", s.remote, "rcpt", to, "to", number,
 			"country", region, "type", kind, "reason", "not a mobile number")
 		return s.fail(replyf(550, 5, 1, 3, "%s is a %s number in %s, not a mobile phone", number, strings.ReplaceAll(kind, "_", " "), region))
@@ -262,7 +261,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 
 // destinationRefused returns why number may not be sent to, or "".
 func (s *session) destinationRefused(number string) string {
-	cfg := &s.srv.cfg
+	cfg := s.srv.pol.Load()
 	switch {
 	case users.HasPrefix(number, cfg.DenyPrefixes):
 		return "the prefix is blocked on this server"
@@ -277,7 +276,7 @@ func (s *session) destinationRefused(number string) string {
 // claims are what msgs SMS messages of segs segments would count against.
 // Called with mu held.
 func (s *session) claims(msgs, segs int) []ratelimit.Claim {
-	cfg := &s.srv.cfg
+	cfg := s.srv.pol.Load()
 	var cl []ratelimit.Claim
 	if s.user != nil {
 		if l := s.user.Limits.Or(cfg.UserLimits); !l.IsZero() {

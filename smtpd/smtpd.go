@@ -200,6 +200,7 @@ type Server struct {
 	smtp  *smtp.Server
 	lmtp  *smtp.Server
 	users atomic.Pointer[users.DB]
+	pol   atomic.Pointer[Policy]
 	rate  *ratelimit.Limiter
 	auth  *authGuard
 	sleep func(time.Duration) // AUTH slow-down; replaced in tests
@@ -231,6 +232,7 @@ func New(cfg Config, q Queue, log *slog.Logger) *Server {
 		perIP:    make(map[string]int),
 	}
 	s.users.Store(cfg.Users)
+	s.pol.Store(cfg.policy())
 	s.smtp = s.newSMTP(false)
 	s.lmtp = s.newSMTP(true)
 	return s

@@ -554,7 +554,7 @@ func startInProcess(ctx context.Context, o benchOptions, cfg Config, g *generato
 			fmt.Fprintln(stderr, "smsbridge bench: smsbridge stopped:", err)
 		}
 	})
-	for deadline := time.Now().Add(10 * time.Second); !a.anyBound(); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); !a.rs.anyBound(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			return fail(errors.New("smsbridge did not bind to the simulator in 10s"))
 		}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -614,5 +615,85 @@ func TestAuthOverStartTLS(t *testing.T) {
 	}
 	if msgs := a.sim.Messages(); len(msgs) != 1 || msgs[0].Source != "ACME" {
 		t.Errorf("SMSC got %+v, want source ACME", msgs)
+	}
+}
+
+// TestReload: SIGHUP's reload moves a route to another SMSC, keeps the
+// binds of a route that did not change, and applies a new deny list.
+func TestReload(t *testing.T) {
+	sims := map[string]*smsctest.Server{}
+	for _, n := range []string{"a", "b", "fr"} {
+		s := smsctest.New(smsctest.Config{SystemID: "gw", Password: "secret", ReceiptDelay: 10 * time.Millisecond})
+		if err := s.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		sims[n] = s
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "smsbridge.toml")
+	write := func(deAddr, deny string) {
+		os.WriteFile(file, []byte(fmt.Sprintf(`smtp_addr = "127.0.0.1:0"
+admin_addr = ""
+data_dir = %q
+[smtp]
+deny_prefixes = [%s]
+[[routes]]
+name = "de"
+prefixes = ["+49"]
+addr = %q
+system_id = "gw"
+password = "secret"
+reconnect_min = "20ms"
+reconnect_max = "100ms"
+[[routes]]
+name = "fr"
+prefixes = ["+33"]
+addr = %q
+system_id = "gw"
+password = "secret"
+`, filepath.Join(dir, "data"), deny, deAddr, sims["fr"].Addr())), 0o600)
+	}
+	write(sims["a"].Addr(), "")
+	cfg, err := parseServeFlags([]string{"--config", file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startApp(t, cfg)
+	a.reloadConfig = func() (Config, error) { return parseServeFlags([]string{"--config", file}) }
+	addr := a.smtpL.Addr().String()
+	if err := sims["fr"].WaitBinds(ctxTimeout(t, 10*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+	sendMail(t, addr, "ops@x.test", []string{"+4915112345678@sms.localhost"}, "Subject: one\n\nfirst\n")
+	if _, err := sims["a"].WaitMessages(ctxTimeout(t, 10*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+
+	write(sims["b"].Addr(), `"+4930"`)
+	a.reload()
+	ids := sendMail(t, addr, "ops@x.test", []string{"+4915112345679@sms.localhost"}, "Subject: two\n\nsecond\n")
+	if rec := waitFinal(t, a.st, ids[0]); rec.State != store.Delivered {
+		t.Fatalf("after reload: %s", rec.State)
+	}
+	if n := len(sims["b"].Messages()); n != 1 {
+		t.Errorf("the new SMSC of route de got %d messages, want 1", n)
+	}
+	if n := len(sims["a"].Messages()); n != 1 {
+		t.Errorf("the old SMSC of route de got %d messages, want still 1", n)
+	}
+	if n := sims["fr"].Binds(); n != 1 {
+		t.Errorf("route fr, unchanged, bound %d times, want once", n)
+	}
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Hello("client.test")
+	c.Mail("ops@x.test", nil)
+	var se *smtp.SMTPError
+	if err := c.Rcpt("+4930123456@sms.localhost", nil); !errors.As(err, &se) || se.Code != 550 {
+		t.Errorf("RCPT to a prefix denied by the reload: %v", err)
 	}
 }

@@ -92,6 +92,7 @@ func run(args []string) int {
 		log.Error("smsbridge: cannot start", "err", err)
 		return 1
 	}
+	a.reloadConfig = func() (Config, error) { return parseServeFlags(args) }
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

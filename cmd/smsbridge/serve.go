@@ -23,9 +23,7 @@ import (
 	"github.com/smsbridge/smsbridge/admin"
 
 	"github.com/smsbridge/smsbridge/bridge"
-	"github.com/smsbridge/smsbridge/convert"
 	"github.com/smsbridge/smsbridge/report"
-	"github.com/smsbridge/smsbridge/smppout"
 	"github.com/smsbridge/smsbridge/smppout/smsctest"
 	"github.com/smsbridge/smsbridge/smtpd"
 	"github.com/smsbridge/smsbridge/smtpd/ratelimit"
@@ -45,13 +43,12 @@ type app struct {
 	demo         bool // the SMSC is our own simulator
 	log          *slog.Logger
 	st           *store.Store
-	sim          *smsctest.Server  // demo mode only
-	clients      []*smppout.Client // one per route, [smsc] first
-	routeNames   []string
-	routeAddrs   []string
+	sim          *smsctest.Server // demo mode only
+	rs           routeSet         // the SMPP clients, one per route
 	tps          tpsMeter
 	bridge       *bridge.Bridge
 	smtp         *smtpd.Server
+	reloadConfig func() (Config, error) // what SIGHUP reads; nil: no reload
 	smarthostTLS *tls.Config
 	smtpdCfg     smtpd.Config
 	smtpL        net.Listener
@@ -148,7 +145,8 @@ func (a *app) wire() {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		admin.NewCollector(a.st, a.routes))
 	host := cfg.hostname()
-	routes := a.newRoutes()
+	a.rs.apply(a, a.cfg)
+	routes := a.rs.bridgeRoutes(a.cfg)
 	out := a.reportSender(host)
 	reportSuccess := a.demo
 	if cfg.ReportSuccess != nil {
@@ -272,15 +270,13 @@ func (a *app) run(ctx context.Context) error {
 		a.smtp.Shutdown(sctx)
 		return nil
 	})
-	for _, cl := range a.clients {
-		g.Go(func() error { return cl.Run(gctx) })
-	}
+	g.Go(func() error { return a.rs.run(gctx) })
 	g.Go(func() error { return a.bridge.Run(gctx) })
 	if a.adminL != nil {
 		h := admin.New(admin.Config{
 			Token:    a.cfg.AdminToken,
 			Routes:   a.routes,
-			Ready:    a.anyBound,
+			Ready:    a.rs.anyBound,
 			Gatherer: a.reg,
 		}, a.st, a.log.With("component", "admin"))
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
@@ -303,9 +299,9 @@ func (a *app) run(ctx context.Context) error {
 // routes describes the SMSC binds for the admin listener.
 func (a *app) routes() []admin.RouteStatus {
 	var out []admin.RouteStatus
-	for i, cl := range a.clients {
-		st := cl.Stats()
-		out = append(out, admin.RouteStatus{Name: a.routeNames[i], Addr: a.routeAddrs[i], Bound: st.Bound > 0,
+	for i, r := range a.rs.list() {
+		st := r.cl.Stats()
+		out = append(out, admin.RouteStatus{Name: r.name, Addr: r.sc.Addr, Bound: st.Bound > 0,
 			Binds: st.Bound, WindowInUse: st.WindowInUse, Submitted: st.Submitted, Throttled: st.Throttled,
 			InDoubt: st.InDoubt, Receipts: st.Receipts, MO: st.MO, TPS: a.tps.rate(i, st.Submitted)})
 	}
@@ -384,60 +380,6 @@ func smtpdValidate(c *Config) error {
 	return sc.Validate()
 }
 
-// newRoutes makes an SMPP client per route: [smsc] as "default", serving
-// every number, then each [[routes]] entry.
-func (a *app) newRoutes() []bridge.Route {
-	var routes []bridge.Route
-	alike := a.cfg.routesEncodeAlike()
-	add := func(name string, prefixes []string, priority int, source string, sc SMSCConfig) {
-		var enc *convert.Options
-		if !alike { // each route gets records encoded for it
-			opt := a.cfg.routeEncoding(RouteConfig{SMSCConfig: sc})
-			if name == "default" {
-				opt = a.cfg.convertOptions()
-			}
-			enc = &opt
-		}
-		cl := smppout.New(smppout.Config{
-			Addr:          sc.Addr,
-			SystemID:      sc.SystemID,
-			Password:      sc.Password,
-			SystemType:    sc.SystemType,
-			Window:        sc.Window,
-			EnquireLink:   sc.EnquireLink.Duration,
-			RespTimeout:   sc.RespTimeout.Duration,
-			BackoffMin:    sc.ReconnectMin.Duration,
-			BackoffMax:    sc.ReconnectMax.Duration,
-			BindMode:      smppout.BindMode(sc.BindMode),
-			Binds:         sc.Binds,
-			TLS:           tlsFor(sc),
-			TPS:           sc.TPS,
-			IDFormat:      smppout.IDFormat(sc.IDFormat),
-			GSMDataCoding: byte(sc.GSMDataCoding),
-			MO: func(ctx context.Context, m smppout.MO) error {
-				return a.bridge.MOHandler(name)(ctx, m)
-			},
-			Late: func(tag any, smscID string) { a.bridge.LateHandler(name)(tag, smscID) },
-		}, func(ctx context.Context, r smppout.Receipt) error {
-			return a.bridge.ReceiptHandler(name)(ctx, r)
-		}, a.log.With("component", "smpp", "route", name))
-		a.clients = append(a.clients, cl)
-		a.routeNames = append(a.routeNames, name)
-		a.routeAddrs = append(a.routeAddrs, sc.Addr)
-		routes = append(routes, bridge.Route{Name: name, Prefixes: prefixes, Priority: priority, Source: source,
-			GSMPacked: sc.GSMPacked, Encoding: enc, SMSC: cl})
-	}
-	// The default route is the last resort: it serves every number, after
-	// any route with a matching prefix.
-	if a.cfg.SMSC.Addr != "" { // set by the simulator in demo mode
-		add("default", nil, 1<<30, "", a.cfg.SMSC)
-	}
-	for _, r := range a.cfg.Routes {
-		add(r.Name, r.Prefixes, r.Priority, r.SourceAddr, r.SMSCConfig)
-	}
-	return routes
-}
-
 func tlsFor(sc SMSCConfig) *tls.Config {
 	if !sc.TLS {
 		return nil
@@ -446,30 +388,41 @@ func tlsFor(sc SMSCConfig) *tls.Config {
 	return &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 }
 
-func (a *app) anyBound() bool {
-	for _, cl := range a.clients {
-		if cl.Bound() {
-			return true
+// reload is SIGHUP: it reads the configuration again (reloadConfig) and
+// applies what can change while running: the users file, the SMTP policy
+// (trusted senders, prefixes, mobile_only, rate limits) and the routes. A
+// route whose SMSC settings did not change keeps its binds; a new or
+// changed one binds anew; a removed one drains and unbinds. Anything else
+// needs a restart, which loses nothing (SIGTERM drains).
+func (a *app) reload() {
+	if a.reloadConfig == nil {
+		return
+	}
+	c, err := a.reloadConfig()
+	if err != nil {
+		a.log.Error("reload: configuration kept as it was", "err", err)
+		return
+	}
+	if c.SMTP.UsersFile != "" {
+		db, err := users.Load(c.SMTP.UsersFile)
+		if err != nil {
+			a.log.Error("reload: users file kept as it was", "err", err)
+		} else {
+			a.smtp.SetUsers(db)
 		}
 	}
-	return false
-}
-
-// reload is SIGHUP: it reads the users file again (passwords, sender ids,
-// per-user limits). Routes and server-wide limits need a restart; a
-// restart loses nothing (SIGTERM drains).
-func (a *app) reload() {
-	if a.cfg.SMTP.UsersFile == "" {
-		a.log.Info("reload: no users file configured; routes and limits change with a restart")
-		return
+	sc := c.smtpdConfig()
+	pol := smtpd.Policy{TrustedSenders: sc.TrustedSenders, AllowPrefixes: sc.AllowPrefixes, DenyPrefixes: sc.DenyPrefixes,
+		MobileOnly: sc.MobileOnly, UserLimits: sc.UserLimits, IPLimits: sc.IPLimits, LimitTrusted: sc.LimitTrusted}
+	if err := a.smtp.SetPolicy(pol); err != nil {
+		a.log.Error("reload: SMTP policy kept as it was", "err", err)
 	}
-	db, err := users.Load(a.cfg.SMTP.UsersFile)
-	if err != nil {
-		a.log.Error("reload: users file kept as it was", "err", err)
-		return
+	if a.demo {
+		c.SMSC = a.cfg.SMSC // the simulator stays the default route
 	}
-	a.smtp.SetUsers(db)
-	a.log.Info("reload: users file read again", "file", a.cfg.SMTP.UsersFile)
+	kept, started, stopped := a.rs.apply(a, c)
+	a.bridge.SetRoutes(a.rs.bridgeRoutes(c))
+	a.log.Info("reload: configuration applied", "routes_kept", kept, "routes_started", started, "routes_stopped", stopped)
 }
 
 // reportSender is where report mails go: the smarthost, the sender
