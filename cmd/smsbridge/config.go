@@ -195,6 +195,10 @@ type StoreConfig struct {
 	// DedupWindow: a mail with the Message-ID and recipient of one accepted
 	// this recently gets 250 but no second SMS. 0 turns the filter off.
 	DedupWindow Duration `toml:"dedup_window"`
+	// ParkedMaxAge: a receipt for an SMSC id not known (yet) is kept this
+	// long for its submit_sm_resp to be written down, then logged and
+	// dropped.
+	ParkedMaxAge Duration `toml:"parked_max_age"`
 }
 
 // Duration reads "30s", "10m", "48h" from the file.
@@ -260,8 +264,9 @@ func defaultConfig() Config {
 			MaxAttempts: 100,
 		},
 		Store: StoreConfig{
-			Retention:   Duration{7 * 24 * time.Hour},
-			DedupWindow: Duration{10 * time.Minute},
+			Retention:    Duration{7 * 24 * time.Hour},
+			DedupWindow:  Duration{10 * time.Minute},
+			ParkedMaxAge: Duration{time.Hour},
 		},
 	}
 }

@@ -81,8 +81,9 @@ func newApp(cfg Config, log *slog.Logger) (_ *app, err error) {
 		dedup = -1 // the store's "off"
 	}
 	a.st, err = store.Open(filepath.Join(cfg.DataDir, "smsbridge.db"), store.Options{
-		Retention:   cfg.Store.Retention.Duration,
-		DedupWindow: dedup,
+		Retention:    cfg.Store.Retention.Duration,
+		DedupWindow:  dedup,
+		ParkedMaxAge: cfg.Store.ParkedMaxAge.Duration,
 	})
 	if err != nil {
 		return nil, err
