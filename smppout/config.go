@@ -89,7 +89,7 @@ type AddrType struct{ TON, NPI byte }
 type SourceTypes struct {
 	Alphanumeric  *AddrType // letters, ≤ 11 characters; derived 5/0
 	International *AddrType // "+digits"; derived 1/1
-	ShortCode     *AddrType // 3 to 8 digits; derived 0/1, some SMSCs want 3/0
+	ShortCode     *AddrType // 3 to 8 digits; derived 3/0 (network specific)
 	National      *AddrType // more digits, no "+"; derived 0/1
 }
 

@@ -108,7 +108,8 @@ func TestSourceAddr(t *testing.T) {
 	}{
 		{"", 0, 0, "", false},
 		{"+4915112345", 1, 1, "4915112345", false},
-		{"12345", 0, 1, "12345", false},
+		{"12345", 3, 0, "12345", false},
+		{"0301234567", 0, 1, "0301234567", false},
 		{"Shop", 5, 0, "Shop", false},
 		{"Shop 24", 5, 0, "Shop 24", false},
 		{"TwelveChars!", 0, 0, "", true},

@@ -25,9 +25,8 @@ const (
 //
 //	""            0/0  (the SMSC's default sender)
 //	"+4915112345" 1/1  international, ISDN; "+" stripped
-//	"12345"       0/1  unknown, ISDN: national numbers and short codes. We do
-//	                   not use 3 (network specific) by default: fewer SMSCs
-//	                   accept it; SourceTypes.ShortCode sets it per route.
+//	"12345"       3/0  network specific: a short code (3 to 8 digits)
+//	"0301234567"  0/1  unknown, ISDN: a national number (more digits)
 //	"Shop"        5/0  alphanumeric (anything with a non-digit), ≤ 11 chars
 //
 // A non-nil field of over replaces the derived pair for its kind.
@@ -45,7 +44,7 @@ func sourceAddr(s string, over SourceTypes) (ton, npi byte, addr string, err err
 		ton, npi = pick(over.International, 1, 1)
 		return ton, npi, s[1:], checkLen("source", s[1:], maxAddr)
 	case isDigits(s) && len(s) <= maxShortCode:
-		ton, npi = pick(over.ShortCode, 0, 1)
+		ton, npi = pick(over.ShortCode, 3, 0)
 		return ton, npi, s, nil
 	case isDigits(s):
 		ton, npi = pick(over.National, 0, 1)

@@ -183,8 +183,8 @@ func TestSubmitBodyRouteSettings(t *testing.T) {
 		cfg          Config
 		ton, npi, dc byte
 	}{
-		{"short code derived", Submit{Source: "12345"}, Config{}, 0, 1, 0},
-		{"short code overridden", Submit{Source: "12345"}, Config{SourceTypes: SourceTypes{ShortCode: short}}, 3, 0, 0},
+		{"short code derived", Submit{Source: "12345"}, Config{}, 3, 0, 0},
+		{"short code overridden", Submit{Source: "12345"}, Config{SourceTypes: SourceTypes{ShortCode: &AddrType{0, 1}}}, 0, 1, 0},
 		{"national not a short code", Submit{Source: "0301234567"}, Config{SourceTypes: SourceTypes{ShortCode: short}}, 0, 1, 0},
 		{"alphanumeric overridden", Submit{Source: "Shop"}, Config{SourceTypes: SourceTypes{Alphanumeric: &AddrType{5, 9}}}, 5, 9, 0},
 		{"international overridden", Submit{Source: "+4930"}, Config{SourceTypes: SourceTypes{International: &AddrType{1, 0}}}, 1, 0, 0},

@@ -15,6 +15,7 @@ import (
 	"github.com/nyaruka/phonenumbers"
 
 	"github.com/smsbridge/smsbridge/convert"
+	"github.com/smsbridge/smsbridge/smppout"
 )
 
 // Config is the whole configuration: the file (TOML) with flags on top.
@@ -165,6 +166,39 @@ type SMSCConfig struct {
 	// GSMPacked sends GSM 7-bit text packed (8 septets in 7 octets)
 	// instead of one septet per octet.
 	GSMPacked bool `toml:"gsm_packed"`
+	// The source_addr TON/NPI ("5/0"), per kind of sender; "" derives it:
+	// alphanumeric 5/0, +digits 1/1, short code (3–8 digits) 3/0,
+	// other digits 0/1.
+	TonNpiAlphanumeric  string `toml:"ton_npi_alphanumeric"`
+	TonNpiInternational string `toml:"ton_npi_international"`
+	TonNpiShortCode     string `toml:"ton_npi_short_code"`
+	TonNpiNational      string `toml:"ton_npi_national"`
+}
+
+// sourceTypes reads the TON/NPI overrides.
+func (sc SMSCConfig) sourceTypes() (smppout.SourceTypes, error) {
+	var st smppout.SourceTypes
+	var errs []error
+	for _, f := range []struct {
+		key, v string
+		dst    **smppout.AddrType
+	}{
+		{"ton_npi_alphanumeric", sc.TonNpiAlphanumeric, &st.Alphanumeric},
+		{"ton_npi_international", sc.TonNpiInternational, &st.International},
+		{"ton_npi_short_code", sc.TonNpiShortCode, &st.ShortCode},
+		{"ton_npi_national", sc.TonNpiNational, &st.National},
+	} {
+		if f.v == "" {
+			continue
+		}
+		var ton, npi uint8
+		if _, err := fmt.Sscanf(f.v, "%d/%d", &ton, &npi); err != nil || fmt.Sprintf("%d/%d", ton, npi) != f.v {
+			errs = append(errs, fmt.Errorf("%s: %q is not TON/NPI, e.g. \"5/0\"", f.key, f.v))
+			continue
+		}
+		*f.dst = &smppout.AddrType{TON: ton, NPI: npi}
+	}
+	return st, errors.Join(errs...)
 }
 
 // RouteConfig is one more SMSC, serving the numbers of its prefixes. The
@@ -451,6 +485,16 @@ func (c *Config) validate() error {
 	}
 	if c.AdminAddr != "" && c.AdminToken == "" && !loopbackAddr(c.AdminAddr) {
 		bad("admin_token", "required when admin_addr (%s) is not a loopback address", c.AdminAddr)
+	}
+	if _, err := c.SMSC.sourceTypes(); err != nil {
+		for _, e := range unjoin(err) {
+			bad("smsc."+strings.SplitN(e.Error(), ":", 2)[0], "%v", e)
+		}
+	}
+	for i, r := range c.Routes {
+		if _, err := r.sourceTypes(); err != nil {
+			bad(fmt.Sprintf("routes[%d]", i), "%v", err)
+		}
 	}
 	if w := c.SMSC.Window; w < 1 || w > 1000 {
 		bad("smsc.window", "%d is not in 1..1000", w)

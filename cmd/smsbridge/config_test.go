@@ -43,6 +43,7 @@ func TestConfigErrors(t *testing.T) {
 		{"route prefix not E.164", "[[routes]]\nname = \"de\"\naddr = \"a:1\"\nprefixes = [\"49\"]\n", nil, "routes[0].prefixes"},
 		{"sender id too long", "source_addr = \"ACME Corporation\"\n", nil, "c.toml:1: source_addr"},
 		{"smarthost tls mode", "smarthost_tls = \"maybe\"\n", nil, "smarthost_tls"},
+		{"bad TON/NPI", "[smsc]\nton_npi_short_code = \"3-0\"\n", nil, "ton_npi_short_code"},
 		{"every error is reported", "default_region = \"XX\"\nlog_format = \"xml\"\n", nil, "log_format"},
 		{"syntax error has a line", "domains = [\n", nil, "line"},
 		{"bad duration", "[retry]\nmin = \"soon\"\n", nil, "soon"},

@@ -148,7 +148,9 @@ func (rs *routeSet) bridgeRoutes(c Config) []bridge.Route {
 // newClient makes the SMPP client of a route; its handlers reach the
 // dispatcher, which exists by the time the client runs.
 func (a *app) newClient(name string, sc SMSCConfig) *smppout.Client {
+	types, _ := sc.sourceTypes() // validated with the config
 	return smppout.New(smppout.Config{
+		SourceTypes:   types,
 		Addr:          sc.Addr,
 		SystemID:      sc.SystemID,
 		Password:      sc.Password,
