@@ -16,6 +16,7 @@ type queueCollector struct {
 	states   *prometheus.Desc
 	oldest   *prometheus.Desc
 	bound    *prometheus.Desc
+	binds    *prometheus.Desc
 	window   *prometheus.Desc
 	counters map[string]*prometheus.Desc
 	now      func() time.Time
@@ -34,6 +35,8 @@ func NewCollector(q Queue, routes func() []RouteStatus) prometheus.Collector {
 			[]string{"state"}, nil),
 		bound: prometheus.NewDesc("smsbridge_route_bound",
 			"1 when the route has at least one bound SMPP session, else 0.", []string{"route"}, nil),
+		binds: prometheus.NewDesc("smsbridge_route_binds",
+			"SMPP sessions of the route bound now.", []string{"route"}, nil),
 		window: prometheus.NewDesc("smsbridge_route_window_in_use",
 			"submit_sm waiting for their response on the route.", []string{"route"}, nil),
 		oldest: prometheus.NewDesc("smsbridge_queue_oldest_seconds",
@@ -53,6 +56,7 @@ func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.states
 	ch <- c.oldest
 	ch <- c.bound
+	ch <- c.binds
 	ch <- c.window
 	for _, d := range c.counters {
 		ch <- d
@@ -77,6 +81,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 			up = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.bound, prometheus.GaugeValue, up, r.Name)
+		ch <- prometheus.MustNewConstMetric(c.binds, prometheus.GaugeValue, float64(r.Binds), r.Name)
 		ch <- prometheus.MustNewConstMetric(c.window, prometheus.GaugeValue, float64(r.WindowInUse), r.Name)
 		for key, v := range map[string]uint64{"submitted": r.Submitted, "throttled": r.Throttled,
 			"in_doubt": r.InDoubt, "receipts": r.Receipts, "mo": r.MO} {

@@ -206,7 +206,7 @@ func (b *Bridge) submit(ctx context.Context, rec *store.Record, rt *route) {
 		rt.healthy()
 		id = smscKey(rt.Name, id)
 		b.cfg.Metrics.segments.Inc()
-		b.log.Info("segment submitted", "id", rec.ID, "to", rec.To, "seg", i+1, "segments",
+		b.log.Info("segment submitted", "id", rec.ID, "msgid", rec.MessageID, "route", rt.Name, "to", rec.To, "seg", i+1, "segments",
 			len(rec.Segments), "smsc_id", id, "took", time.Since(start))
 		if err := b.recordSMSCID(rec.ID, i, id); err != nil {
 			// The SMSC has the segment but we could not write it down: it
