@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -31,9 +32,21 @@ func newCleaner(footers []string) (cleaner, error) {
 	if slices.Equal(footers, defaultFooterPatterns) {
 		return cleaner{footers: defaultFooters}, nil
 	}
+	// A server's footers are the same for every mail: compile them once.
+	key := strings.Join(footers, "\x00")
+	if fs, ok := compiledFooters.Load(key); ok {
+		return cleaner{footers: fs.([]footer)}, nil
+	}
 	fs, err := compileFooters(footers)
+	if err == nil {
+		compiledFooters.Store(key, fs)
+	}
 	return cleaner{footers: fs}, err
 }
+
+// compiledFooters caches compileFooters by pattern list. It only grows by
+// the footer lists a process is configured with (one or two).
+var compiledFooters sync.Map
 
 func compileFooters(patterns []string) ([]footer, error) {
 	fs := make([]footer, 0, len(patterns))

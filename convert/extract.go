@@ -34,7 +34,7 @@ func Extract(r io.Reader, opt Options) (*Mail, error) {
 }
 
 func extract(r io.Reader, opt Options) (*Mail, error) {
-	br := bufio.NewReader(r)
+	br := bufio.NewReaderSize(r, readBuffer(r))
 	raw, err := readHeaderBlock(br)
 	if err != nil {
 		return nil, err
@@ -388,4 +388,16 @@ func withSubject(body, subject string, opt Options) string {
 		return subject + opt.SubjectSeparator + body
 	}
 	return body
+}
+
+// readBuffer sizes the reader's buffer: 4 KiB, or less for a message held
+// in memory that is smaller (the server's case).
+func readBuffer(r io.Reader) int {
+	if s, ok := r.(*stickyReader); ok {
+		r = s.r
+	}
+	if l, ok := r.(interface{ Len() int }); ok && l.Len() < 4096 {
+		return max(l.Len(), 16)
+	}
+	return 4096
 }
