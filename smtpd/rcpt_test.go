@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -97,5 +98,27 @@ func TestNumberInfo(t *testing.T) {
 		if region != tc.region || kind != tc.kind {
 			t.Errorf("NumberInfo(%s) = %s %s, want %s %s", tc.number, region, kind, tc.region, tc.kind)
 		}
+	}
+}
+
+func TestNumberCache(t *testing.T) {
+	var c numberCache
+	for range 2 { // the second round comes from the cache
+		e164, region, kind, err := c.recipient("004915112345678@sms.test", []string{"sms.test"}, "US")
+		if err != nil || e164 != "+4915112345678" || region != "DE" || kind != "mobile" {
+			t.Fatalf("got %s %s %s %v", e164, region, kind, err)
+		}
+		if _, _, _, err := c.recipient("john@sms.test", []string{"sms.test"}, "US"); err != errBadNumber {
+			t.Fatalf("a name: %v", err)
+		}
+		if _, _, _, err := c.recipient("+4915112345678@other.test", []string{"sms.test"}, "US"); err != errNotOurDomain {
+			t.Fatalf("another domain, though the number is cached: %v", err)
+		}
+	}
+	for i := range maxNumbers + 5 {
+		c.recipient(fmt.Sprintf("+1415555%04d@sms.test", i%10000), []string{"sms.test"}, "US")
+	}
+	if n := len(c.entries); n > maxNumbers {
+		t.Errorf("cache holds %d entries, bound %d", n, maxNumbers)
 	}
 }

@@ -209,7 +209,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return s.hangup(errShuttingDown)
 	}
 	cfg := &s.srv.cfg
-	number, err := Recipient(to, cfg.Domains, cfg.DefaultRegion)
+	number, region, kind, err := s.srv.numbers.recipient(to, cfg.Domains, cfg.DefaultRegion)
 	if err != nil {
 		s.srv.log.Info("smtp rcpt refused", "client", s.remote, "rcpt", to, "reason", err)
 		if !isASCII(to) {
@@ -219,7 +219,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		errors.As(err, &se)
 		return s.fail(se)
 	}
-	if region, kind := NumberInfo(number); s.srv.pol.Load().MobileOnly && cannotReceiveSMS[kind] {
+	if s.srv.pol.Load().MobileOnly && cannotReceiveSMS[kind] {
 		s.srv.log.Info("smtp rcpt refused", "client", s.remote, "rcpt", to, "to", number,
 			"country", region, "type", kind, "reason", "not a mobile number")
 		return s.fail(replyf(550, 5, 1, 3, "%s is a %s number in %s, not a mobile phone", number, strings.ReplaceAll(kind, "_", " "), region))
@@ -439,7 +439,7 @@ func (s *session) queue(env envelope, recs []*store.Record, msgid string) error 
 				"msgid", msgid, "from", rec.From, "to", rec.To, "client", s.remote)
 			continue
 		}
-		region, kind := NumberInfo(rec.To)
+		_, region, kind, _ := s.srv.numbers.recipient(rec.Rcpt, s.srv.cfg.Domains, s.srv.cfg.DefaultRegion)
 		s.srv.log.Info("accepted", "id", rec.ID, "msgid", msgid, "from", rec.From, "user", rec.User,
 			"to", rec.To, "country", region, "type", kind, "segments", len(rec.Segments), "client", s.remote)
 	}

@@ -194,16 +194,17 @@ type Queue interface {
 
 // Server is the SMTP (and LMTP) listener.
 type Server struct {
-	cfg   Config
-	q     Queue
-	log   *slog.Logger
-	smtp  *smtp.Server
-	lmtp  *smtp.Server
-	users atomic.Pointer[users.DB]
-	pol   atomic.Pointer[Policy]
-	rate  *ratelimit.Limiter
-	auth  *authGuard
-	sleep func(time.Duration) // AUTH slow-down; replaced in tests
+	cfg     Config
+	q       Queue
+	log     *slog.Logger
+	smtp    *smtp.Server
+	lmtp    *smtp.Server
+	users   atomic.Pointer[users.DB]
+	pol     atomic.Pointer[Policy]
+	numbers numberCache
+	rate    *ratelimit.Limiter
+	auth    *authGuard
+	sleep   func(time.Duration) // AUTH slow-down; replaced in tests
 
 	refusing chan struct{} // bounds goroutines answering refused clients
 
