@@ -147,7 +147,7 @@ func New(cfg Config, st Store, routes []Route, out report.Sender, log *slog.Logg
 		cfg: cfg, st: st, out: out, log: log,
 		inflight:   make(map[string]bool),
 		inflightTo: make(map[string]bool),
-		mo:         moJoiner{reasm: map[string]*smppout.Reassembler{}},
+		mo:         moJoiner{reasm: map[string]*smppout.Reassembler{}, loaded: make(chan struct{})},
 	}
 	for _, r := range routes {
 		b.routes = append(b.routes, &route{Route: r})

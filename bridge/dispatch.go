@@ -186,7 +186,7 @@ func (b *Bridge) submit(ctx context.Context, rec *store.Record, rt *route) {
 		return
 	}
 	for i, seg := range rec.Segments {
-		if seg.SMSCID != "" {
+		if seg.SMSCID != "" || b.gotLate(rec.ID, i) {
 			continue
 		}
 		start := time.Now()
@@ -215,6 +215,45 @@ func (b *Bridge) submit(ctx context.Context, rec *store.Record, rt *route) {
 			return
 		}
 	}
+	// Every segment has an id (some from late responses written while we
+	// were at it): the record waits for its receipts.
+	b.settle(rec.ID)
+}
+
+// gotLate reports whether segment i of record id got its SMSC id from a
+// late response since this worker read the record: it is not sent again.
+func (b *Bridge) gotLate(id string, i int) bool {
+	r, err := b.st.Get(id)
+	return err == nil && i < len(r.Segments) && r.Segments[i].SMSCID != ""
+}
+
+// settle moves a record whose segments all have an SMSC id to Submitted.
+func (b *Bridge) settle(id string) {
+	_, err := b.st.Update(id, func(r *store.Record) error {
+		if !b.markSubmitted(r) {
+			return errNotDue
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNotDue) {
+		b.log.Error("settling a submitted record", "id", id, "err", err)
+	}
+}
+
+// markSubmitted moves r to Submitted when every segment has an SMSC id and
+// it is not there yet, counting the attempt and setting the receipt
+// deadline; it reports whether it did.
+func (b *Bridge) markSubmitted(r *store.Record) bool {
+	if (r.State != store.Submitting && r.State != store.Queued) || !allSubmitted(r) {
+		return false
+	}
+	r.State = store.Submitted
+	r.Attempts++
+	r.LastError = ""
+	// The SMSC keeps trying for the validity period we sent; a receipt
+	// later than that, with some slack, is not coming.
+	r.ReceiptsBy = b.cfg.Now().Add(b.cfg.Validity + b.cfg.ReceiptGrace)
+	return true
 }
 
 func (b *Bridge) submitSM(rec *store.Record, i int, rt *route) smppout.Submit {
@@ -264,20 +303,20 @@ func (b *Bridge) recordSMSCID(id string, i int, smscID string) error {
 		if i >= len(r.Segments) {
 			return fmt.Errorf("segment %d of %d", i+1, len(r.Segments))
 		}
+		if prev := r.Segments[i].SMSCID; prev != "" && prev != smscID {
+			// A late response wrote the first copy's id; keep it (its
+			// receipt is as good) and say a second copy went out.
+			r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "duplicate",
+				Detail: fmt.Sprintf("seg %d/%d sent twice: kept %s, also %s", i+1, len(r.Segments), prev, smscID)})
+			return nil
+		}
 		r.Segments[i].SMSCID = smscID
 		if r.Segments[i].State == store.SegPending {
 			r.Segments[i].State = store.SegSubmitted
 		}
 		r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "submitted",
 			Detail: fmt.Sprintf("seg %d/%d smsc_id=%s", i+1, len(r.Segments), smscID)})
-		if (r.State == store.Submitting || r.State == store.Queued) && allSubmitted(r) {
-			r.State = store.Submitted
-			r.Attempts++
-			r.LastError = ""
-			// The SMSC keeps trying for the validity period we sent; a
-			// receipt later than that, with some slack, is not coming.
-			r.ReceiptsBy = b.cfg.Now().Add(b.cfg.Validity + b.cfg.ReceiptGrace)
-		}
+		b.markSubmitted(r)
 		return nil
 	})
 	if err == nil && rec.State.Final() {
@@ -332,6 +371,9 @@ func (b *Bridge) submitFailed(rec *store.Record, i int, err error, rt *route) {
 	now := b.cfg.Now()
 	var expired, exhausted bool
 	_, uerr := b.st.Update(rec.ID, func(r *store.Record) error {
+		if b.markSubmitted(r) {
+			return nil // a late response gave the missing id meanwhile
+		}
 		r.Attempts++
 		r.LastError = err.Error()
 		r.NextAttempt = now.Add(b.backoff(r.Attempts))
@@ -375,6 +417,9 @@ var throttling = map[uint32]bool{
 func (b *Bridge) requeue(rec *store.Record, i int, cause error, routeName string, until time.Time) {
 	at := b.cfg.Now()
 	_, err := b.st.Update(rec.ID, func(r *store.Record) error {
+		if b.markSubmitted(r) {
+			return nil // a late response gave the missing id meanwhile
+		}
 		if r.State == store.Submitting {
 			r.State = store.Queued
 		}
@@ -510,11 +555,7 @@ func (b *Bridge) LateHandler(route string) func(tag any, smscID string) {
 			r.Segments[t.seg].SMSCID, r.Segments[t.seg].State = key, store.SegSubmitted
 			r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "submitted",
 				Detail: fmt.Sprintf("seg %d/%d smsc_id=%s (late response: not sent again)", t.seg+1, len(r.Segments), key)})
-			if r.State == store.Queued && allSubmitted(r) {
-				r.State = store.Submitted
-				r.LastError = ""
-				r.ReceiptsBy = b.cfg.Now().Add(b.cfg.Validity + b.cfg.ReceiptGrace)
-			}
+			b.markSubmitted(r)
 			return nil
 		})
 		switch {
@@ -531,7 +572,7 @@ func (b *Bridge) LateHandler(route string) func(tag any, smscID string) {
 // long as no segment of r has been sent (parts of one message must agree).
 // The text was accepted already, so a cap is met by truncating.
 func reencode(r *store.Record, rt *route, now time.Time) {
-	if rt.Encoding == nil {
+	if rt.Encoding == nil || inDoubt(r) {
 		return
 	}
 	for _, s := range r.Segments {
@@ -560,4 +601,21 @@ func reencode(r *store.Record, rt *route, now time.Time) {
 	r.Truncated = enc.Truncated
 	r.Events = append(r.Events, store.Event{At: now, What: "encoded",
 		Detail: fmt.Sprintf("for route %s: %d segments, concat %s", rt.Name, len(segs), enc.Concat)})
+}
+
+// inDoubt reports whether an earlier attempt may have reached an SMSC
+// without our knowing: a failed attempt (a timeout or a lost session
+// counts one) or a crash in the middle of one. Its parts may be out there,
+// so the record keeps its encoding: parts of two encodings under one
+// reference would not join on the phone.
+func inDoubt(r *store.Record) bool {
+	if r.Attempts > 0 {
+		return true
+	}
+	for _, e := range r.Events {
+		if e.What == "recovered" {
+			return true
+		}
+	}
+	return false
 }

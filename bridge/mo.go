@@ -34,6 +34,10 @@ type InboundStore interface {
 type moJoiner struct {
 	mu    sync.Mutex
 	reasm map[string]*smppout.Reassembler // by route
+	// loaded is closed once the stored parts are back in the
+	// reassemblers: parts arriving before then wait, or a part the SMSC
+	// resends at bind and its stored copy would start two messages.
+	loaded chan struct{}
 }
 
 // storedPart is a part as kept in the store.
@@ -66,6 +70,11 @@ func (b *Bridge) MOHandler(route string) smppout.MOHandler {
 		data, err := json.Marshal(storedPart{Route: route, At: now, MO: m})
 		if err != nil {
 			return err
+		}
+		select {
+		case <-b.mo.loaded:
+		case <-ctx.Done():
+			return ctx.Err() // not acknowledged: the SMSC resends it
 		}
 		if err := is.AddMOPart(ctx, partKey(route, m), data); err != nil {
 			return err
@@ -112,6 +121,7 @@ func (b *Bridge) storeJoined(ctx context.Context, is InboundStore, route string,
 func (b *Bridge) moLoop(ctx context.Context) error {
 	is, ok := b.st.(InboundStore)
 	if !ok {
+		close(b.mo.loaded)
 		return nil
 	}
 	parts, err := is.MOParts()
@@ -124,6 +134,7 @@ func (b *Bridge) moLoop(ctx context.Context) error {
 			b.joinMO(ctx, is, p.Route, p.At, p.MO)
 		}
 	}
+	close(b.mo.loaded)
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {

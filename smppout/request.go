@@ -131,10 +131,17 @@ func (s *session) resolve(p wire.PDU) {
 	s.mu.Lock()
 	c, ok := s.pending[p.Seq]
 	ok = ok && (c.respID == p.ID || p.ID == wire.GenericNack)
+	given := false
 	if ok {
 		delete(s.pending, p.Seq)
-		if c.given {
+		given = c.given
+		if given {
 			s.given--
+		} else {
+			// Under the lock (ch is buffered, this never blocks): a
+			// giveUp that comes after finds the call gone and the
+			// response waiting in ch, never neither.
+			c.ch <- p
 		}
 	}
 	s.mu.Unlock()
@@ -142,10 +149,8 @@ func (s *session) resolve(p wire.PDU) {
 	case !ok:
 		s.log.Warn("smpp unexpected response dropped", "seq", p.Seq,
 			"command_id", fmt.Sprintf("0x%08X", p.ID), "status", p.Status)
-	case c.given:
+	case given:
 		s.late(p, c)
-	default:
-		c.ch <- p
 	}
 }
 
@@ -161,6 +166,10 @@ func (s *session) late(p wire.PDU, c *call) {
 	if p.Status == wire.StatusOK && id != "" && s.cfg.Late != nil {
 		// The caller may still write the id down and not send the
 		// segment again: the SMSC has it.
-		go s.cfg.Late(c.tag, id)
+		s.handlers.Add() // shutdown waits for it, as for receipts
+		go func() {
+			defer s.handlers.Done()
+			s.cfg.Late(c.tag, id)
+		}()
 	}
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -77,23 +78,34 @@ func (s *Store) CompleteInbound(ctx context.Context, in *Inbound, partKeys []str
 		if err != nil {
 			return err
 		}
+		parts := tx.Bucket(bucketMOParts)
+		for _, k := range partKeys {
+			if parts == nil || parts.Get([]byte(k)) == nil {
+				// Joined already (a part resent, joined twice): keep one.
+				return noWrite(errJoined)
+			}
+		}
 		if err := b.Put([]byte(in.ID), data); err != nil {
 			return err
 		}
-		if parts := tx.Bucket(bucketMOParts); parts != nil {
-			for _, k := range partKeys {
-				if err := parts.Delete([]byte(k)); err != nil {
-					return err
-				}
+		for _, k := range partKeys {
+			if err := parts.Delete([]byte(k)); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
+	if errors.Is(err, errJoined) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("store: add inbound: %w", err)
 	}
 	return nil
 }
+
+// errJoined: the parts of an inbound message were joined before.
+var errJoined = errors.New("store: MO parts already joined")
 
 // MOParts returns every stored part not joined yet, by key: what a
 // reassembler needs at start.

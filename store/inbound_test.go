@@ -32,6 +32,10 @@ func TestInboundPartsSurviveReopen(t *testing.T) {
 	if parts, _ := s.MOParts(); len(parts) != 0 {
 		t.Errorf("parts left after joining: %v", parts)
 	}
+	// Joining the same parts again (a part resent after the join) keeps one.
+	if err := s.CompleteInbound(ctx, &Inbound{Route: "r", Text: "joined again", Parts: 2}, []string{"r/a/1", "r/a/2"}); err != nil {
+		t.Fatal(err)
+	}
 	in, err := s.ListInbound(10)
 	if err != nil || len(in) != 2 || in[0].Text != "joined" || in[1].Text != "STOP" || in[0].ID == "" {
 		t.Fatalf("inbound %+v %v", in, err)

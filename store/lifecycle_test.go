@@ -257,9 +257,9 @@ func TestRefs(t *testing.T) {
 	}{
 		{"first multipart to a destination gets 1", []*Record{record(a, 2)}, []uint16{1}},
 		{"next one gets 2", []*Record{record(a, 3)}, []uint16{2}},
-		{"single segment has none and uses none", []*Record{record(a, 1)}, []uint16{0}},
+		{"a single SMS gets one too (it may be encoded again in parts)", []*Record{record(a, 1)}, []uint16{3}},
 		{"another destination counts on its own", []*Record{record(b, 2)}, []uint16{1}},
-		{"one Add, several records", []*Record{record(a, 2), record(b, 2), record(a, 2)}, []uint16{3, 2, 4}},
+		{"one Add, several records", []*Record{record(a, 2), record(b, 2), record(a, 2)}, []uint16{4, 2, 5}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -276,13 +276,13 @@ func TestRefs(t *testing.T) {
 	t.Run("a ref given by the caller is replaced", func(t *testing.T) {
 		r := record(a, 2)
 		r.Ref = 0xBEEF
-		if got := add(r); got[0] != 5 {
-			t.Errorf("ref %d, want 5", got[0])
+		if got := add(r); got[0] != 6 {
+			t.Errorf("ref %d, want 6", got[0])
 		}
 		r = record(a, 1)
 		r.Ref = 0xBEEF
-		if got := add(r); got[0] != 0 {
-			t.Errorf("single segment ref %d, want 0", got[0])
+		if got := add(r); got[0] != 7 {
+			t.Errorf("single segment ref %d, want 7", got[0])
 		}
 	})
 	t.Run("survives a restart", func(t *testing.T) {
@@ -293,8 +293,8 @@ func TestRefs(t *testing.T) {
 		if s, err = Open(path, Options{Now: clk.Now}); err != nil {
 			t.Fatal(err)
 		}
-		if got := add(record(a, 2)); got[0] != 6 {
-			t.Errorf("ref after reopen %d, want 6", got[0])
+		if got := add(record(a, 2)); got[0] != 8 {
+			t.Errorf("ref after reopen %d, want 8", got[0])
 		}
 	})
 	t.Run("wraps at 65536", func(t *testing.T) {

@@ -58,8 +58,8 @@ type Record struct {
 	DataCoding byte
 	// How the segments' user data headers are made (convert.Header):
 	// concatenation method and reference, national language shift tables.
-	// Add sets Ref: 0 for a single segment, else the next reference of the
-	// destination (see the package doc).
+	// Add sets Ref to the next reference of the destination, single SMS
+	// included (the dispatcher may encode it again in parts).
 	Concat                    string `json:",omitempty"`
 	Ref                       uint16 `json:",omitempty"`
 	LockingShift, SingleShift uint8  `json:",omitempty"`
@@ -331,14 +331,14 @@ func (s *Store) Add(ctx context.Context, recs []*Record) error {
 				dupOf[i] = id
 				continue
 			}
-			r.Ref = 0
-			if len(r.Segments) > 1 {
-				ref, err := nextRef(tx, r.To, now)
-				if err != nil {
-					return err
-				}
-				r.Ref = ref
+			// Every record gets a reference, even a single SMS: the
+			// dispatcher may encode it again for a route that needs
+			// more parts (a different alphabet or concatenation).
+			ref, err := nextRef(tx, r.To, now)
+			if err != nil {
+				return err
 			}
+			r.Ref = ref
 			if err := s.put(tx, before{}, r, now); err != nil {
 				return err
 			}

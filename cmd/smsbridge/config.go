@@ -704,14 +704,3 @@ func (c *Config) routeEncoding(r RouteConfig) convert.Options {
 	}
 	return opt
 }
-
-// routesEncodeAlike reports whether every route encodes as [smsc] does, so
-// that the text encoded at DATA is right for any of them.
-func (c *Config) routesEncodeAlike() bool {
-	for _, r := range c.Routes {
-		if r.Languages != nil || (r.Concat != "" && r.Concat != c.SMSC.Concat) {
-			return false
-		}
-	}
-	return true
-}

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"reflect"
+	"slices"
 	"sync"
 
 	"github.com/smsbridge/smsbridge/bridge"
+	"github.com/smsbridge/smsbridge/convert"
 	"github.com/smsbridge/smsbridge/smppout"
 )
 
@@ -70,6 +72,7 @@ func (rs *routeSet) apply(a *app, c Config) (kept, started, stopped int) {
 		if o.cancel != nil {
 			o.cancel()
 		}
+		rs.pending = slices.DeleteFunc(rs.pending, func(p *routeRun) bool { return p == o })
 		stopped++
 	}
 	rs.runs = next
@@ -81,6 +84,9 @@ func (rs *routeSet) start(r *routeRun) {
 	if rs.ctx == nil {
 		rs.pending = append(rs.pending, r)
 		return
+	}
+	if rs.ctx.Err() != nil {
+		return // shutting down: run is waiting for the others
 	}
 	ctx, cancel := context.WithCancel(rs.ctx)
 	r.cancel = cancel
@@ -118,9 +124,9 @@ func (rs *routeSet) anyBound() bool {
 }
 
 // bridgeRoutes is the routes of c for the dispatcher, with the clients of
-// the set.
-func (rs *routeSet) bridgeRoutes(c Config) []bridge.Route {
-	alike := c.routesEncodeAlike()
+// the set. base is how the front door encodes at DATA: a route that wants
+// otherwise gets its records encoded again (before any part is sent).
+func (rs *routeSet) bridgeRoutes(c Config, base convert.Options) []bridge.Route {
 	byName := map[string]RouteConfig{}
 	for _, r := range c.Routes {
 		byName[r.Name] = r
@@ -133,11 +139,11 @@ func (rs *routeSet) bridgeRoutes(c Config) []bridge.Route {
 		} else {
 			br.Priority = 1 << 30 // the default route is the last resort
 		}
-		if !alike { // each route gets records encoded for it
-			opt := c.convertOptions()
-			if r.name != "default" {
-				opt = c.routeEncoding(RouteConfig{SMSCConfig: r.sc})
-			}
+		opt := c.convertOptions()
+		if r.name != "default" {
+			opt = c.routeEncoding(RouteConfig{SMSCConfig: r.sc})
+		}
+		if !reflect.DeepEqual(opt, base) {
 			br.Encoding = &opt
 		}
 		out = append(out, br)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/smsbridge/smsbridge/bridge"
 	"github.com/smsbridge/smsbridge/report"
+	"github.com/smsbridge/smsbridge/smppout"
 	"github.com/smsbridge/smsbridge/smppout/smsctest"
 	"github.com/smsbridge/smsbridge/smtpd"
 	"github.com/smsbridge/smsbridge/smtpd/ratelimit"
@@ -147,7 +148,7 @@ func (a *app) wire() {
 		admin.NewCollector(a.st, a.routes))
 	host := cfg.hostname()
 	a.rs.apply(a, a.cfg)
-	routes := a.rs.bridgeRoutes(a.cfg)
+	routes := a.rs.bridgeRoutes(a.cfg, a.smtpdCfg.Convert)
 	out := a.reportSender(host)
 	reportSuccess := a.demo
 	if cfg.ReportSuccess != nil {
@@ -300,11 +301,11 @@ func (a *app) run(ctx context.Context) error {
 // routes describes the SMSC binds for the admin listener.
 func (a *app) routes() []admin.RouteStatus {
 	var out []admin.RouteStatus
-	for i, r := range a.rs.list() {
+	for _, r := range a.rs.list() {
 		st := r.cl.Stats()
 		out = append(out, admin.RouteStatus{Name: r.name, Addr: r.sc.Addr, Bound: st.Bound > 0,
 			Binds: st.Bound, WindowInUse: st.WindowInUse, Submitted: st.Submitted, Throttled: st.Throttled,
-			InDoubt: st.InDoubt, Receipts: st.Receipts, MO: st.MO, TPS: a.tps.rate(i, st.Submitted)})
+			InDoubt: st.InDoubt, Receipts: st.Receipts, MO: st.MO, TPS: a.tps.rate(r.cl, st.Submitted)})
 	}
 	return out
 }
@@ -313,8 +314,8 @@ func (a *app) routes() []admin.RouteStatus {
 // second since the previous look, at least a second ago.
 type tpsMeter struct {
 	mu    sync.Mutex
-	last  map[int]tpsSample
-	rates map[int]float64
+	last  map[*smppout.Client]tpsSample // by client: a reload replaces them
+	rates map[*smppout.Client]float64
 }
 
 type tpsSample struct {
@@ -322,16 +323,16 @@ type tpsSample struct {
 	n  uint64
 }
 
-func (m *tpsMeter) rate(route int, n uint64) float64 {
+func (m *tpsMeter) rate(route *smppout.Client, n uint64) float64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.last == nil {
-		m.last, m.rates = map[int]tpsSample{}, map[int]float64{}
+		m.last, m.rates = map[*smppout.Client]tpsSample{}, map[*smppout.Client]float64{}
 	}
 	now := time.Now()
 	prev, ok := m.last[route]
 	switch {
-	case !ok:
+	case !ok, n < prev.n:
 		m.last[route] = tpsSample{now, n}
 	case now.Sub(prev.at) >= time.Second:
 		m.rates[route] = float64(n-prev.n) / now.Sub(prev.at).Seconds()
@@ -422,7 +423,7 @@ func (a *app) reload() {
 		c.SMSC = a.cfg.SMSC // the simulator stays the default route
 	}
 	kept, started, stopped := a.rs.apply(a, c)
-	a.bridge.SetRoutes(a.rs.bridgeRoutes(c))
+	a.bridge.SetRoutes(a.rs.bridgeRoutes(c, a.smtpdCfg.Convert))
 	a.log.Info("reload: configuration applied", "routes_kept", kept, "routes_started", started, "routes_stopped", stopped)
 }
 
