@@ -808,3 +808,34 @@ func TestUnstick(t *testing.T) {
 		t.Fatalf("state %s; events %+v", got.State, got.Events)
 	}
 }
+
+// TestReencodedIntoPartsKeepsAReference: a text accepted as one SMS (here
+// GSM with the Turkish shift table) that a route must send in UCS-2 becomes
+// two parts, and they carry the record's own reference, not 0.
+func TestReencodedIntoPartsKeepsAReference(t *testing.T) {
+	plain := convert.Options{}
+	h := newRouted(t, []Route{{Name: "no-shift", Encoding: &plain}})
+	text := strings.Repeat("Şu an sistem çalışıyor. ", 4) // 96 characters
+	enc, err := convert.Encode(text, convert.Options{Languages: []string{"tr"}})
+	if err != nil || len(enc.Segments) != 1 {
+		t.Fatalf("with the Turkish table: %d segments, %v", len(enc.Segments), err)
+	}
+	rec := &store.Record{From: "a@x.test", To: "+905321234567", Text: text, Concat: string(enc.Concat),
+		DataCoding: enc.Coding.DataCoding(), SingleShift: enc.SingleShift, LockingShift: enc.LockingShift,
+		Segments: []store.Segment{{Payload: enc.Segments[0].Payload, Text: enc.Segments[0].Text}}}
+	if err := h.st.Add(context.Background(), []*store.Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Ref == 0 {
+		t.Fatalf("the store gave reference 0")
+	}
+	msgs, err := h.sims["no-shift"].WaitMessages(ctxFor(t), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range msgs {
+		if m.DataCoding != 8 || m.ShortMessage[3] != byte(rec.Ref) || m.ShortMessage[4] != 2 {
+			t.Errorf("part %d: data_coding %d UDH % x, want UCS-2 with reference %#x of 2", i+1, m.DataCoding, m.ShortMessage[:6], byte(rec.Ref))
+		}
+	}
+}
