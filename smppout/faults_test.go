@@ -98,6 +98,16 @@ func checkNoneLost(t *testing.T, sim *smsctest.Server, c *Client, l *ledger, ids
 	if uint64(dupMsgs) > st.InDoubt {
 		t.Errorf("%d duplicate messages but only %d submits in doubt", dupMsgs, st.InDoubt)
 	}
+	// A receipt is queued by the simulator after its submit_sm_resp is
+	// written, so the last ones may still be on their way: wait for them.
+	waitCond(func() bool {
+		for _, id := range ids {
+			if id != "" && l.count(id) == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	for i, id := range ids {
 		if id != "" && l.count(id) == 0 {
 			t.Errorf("message %d: no receipt for id %q", i, id)
