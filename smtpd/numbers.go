@@ -12,6 +12,7 @@ import (
 type numberCache struct {
 	mu      sync.Mutex
 	entries map[string]numberEntry
+	max     int // 0: maxNumbers
 }
 
 type numberEntry struct {
@@ -40,7 +41,11 @@ func (c *numberCache) recipient(addr string, domains []string, region string) (e
 			e.region, e.kind = NumberInfo(e.e164)
 		}
 		c.mu.Lock()
-		if c.entries == nil || len(c.entries) >= maxNumbers {
+		limit := c.max
+		if limit == 0 {
+			limit = maxNumbers
+		}
+		if c.entries == nil || len(c.entries) >= limit {
 			c.entries = make(map[string]numberEntry)
 		}
 		c.entries[key] = e
