@@ -25,6 +25,7 @@ type Queue interface {
 	Counts() (map[store.State]int, error)
 	Due(now time.Time, limit int) ([]*store.Record, time.Time, error)
 	Update(id string, fn func(*store.Record) error) (*store.Record, error)
+	Cancel(id, reason string) (*store.Record, error)
 }
 
 // RouteStatus is one SMSC route as the API shows it.
@@ -198,18 +199,11 @@ func (s *Server) retryRecord(w http.ResponseWriter, r *http.Request) {
 }
 
 // cancelRecord ends a record that is not final yet. Segments the SMSC has
-// already accepted may still be delivered; the record no longer waits.
+// already accepted may still be delivered; the record no longer waits, and
+// the sender gets a failure report saying an operator cancelled it.
 func (s *Server) cancelRecord(w http.ResponseWriter, r *http.Request) {
-	id, now := r.PathValue("id"), s.cfg.Now()
-	rec, err := s.q.Update(id, func(rec *store.Record) error {
-		if rec.State.Final() {
-			return errConflict{"the record is already " + string(rec.State)}
-		}
-		rec.State = store.Cancelled
-		rec.ReportDone = true // an operator's decision is not mailed to the sender
-		rec.Events = append(rec.Events, store.Event{At: now, What: "cancelled", Detail: "by an operator"})
-		return nil
-	})
+	id := r.PathValue("id")
+	rec, err := s.q.Cancel(id, "cancelled by an operator")
 	if err != nil {
 		writeStoreError(w, err)
 		return
@@ -246,6 +240,8 @@ func writeStoreError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusNotFound, err)
 	case errors.As(err, &c):
 		writeError(w, http.StatusConflict, c)
+	case errors.Is(err, store.ErrBadTransition):
+		writeError(w, http.StatusConflict, err)
 	default:
 		writeError(w, http.StatusInternalServerError, err)
 	}

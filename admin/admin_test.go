@@ -68,7 +68,7 @@ func TestAPI(t *testing.T) {
 		{"show unknown", "GET", "/api/records/nope", 404, []string{"not found"}},
 		{"retry queued", "POST", "/api/records/" + recs[0].ID + "/retry", 200, []string{"requested by an operator"}},
 		{"cancel", "POST", "/api/records/" + recs[1].ID + "/cancel", 200, []string{`"state": "cancelled"`}},
-		{"cancel twice conflicts", "POST", "/api/records/" + recs[1].ID + "/cancel", 409, []string{"already cancelled"}},
+		{"cancel twice conflicts", "POST", "/api/records/" + recs[1].ID + "/cancel", 409, []string{"cancelled record cannot be cancelled"}},
 		{"retry a final record conflicts", "POST", "/api/records/" + recs[1].ID + "/retry", 409, []string{"only a queued record"}},
 		{"routes", "GET", "/api/routes", 200, []string{`"name": "default"`, `"bound": true`}},
 		{"counts", "GET", "/api/counts", 200, []string{`"queued": 1`, `"cancelled": 1`}},
