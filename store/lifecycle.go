@@ -67,29 +67,18 @@ func (s *Store) Recover(now time.Time) (n int, err error) {
 // the error wraps ErrBadTransition. The record is returned as written.
 func (s *Store) Cancel(id, reason string) (*Record, error) {
 	now := s.opt.Now()
-	var out *Record
-	err := s.w.do(func(tx *bolt.Tx) error {
-		out = nil
-		rec, err := load(tx, id)
-		if err != nil {
-			return noWrite(err)
+	rec, err := s.Update(id, func(r *Record) error {
+		if r.State.Final() {
+			return fmt.Errorf("%w: %s record cannot be cancelled", ErrBadTransition, r.State)
 		}
-		old := snapshot(rec)
-		if rec.State.Final() {
-			return noWrite(fmt.Errorf("%w: %s record cannot be cancelled", ErrBadTransition, rec.State))
-		}
-		rec.State, rec.LastError = Cancelled, reason
-		rec.Events = append(rec.Events, Event{At: now, What: "cancelled", Detail: reason})
-		if err := s.put(tx, old, rec, now); err != nil {
-			return err
-		}
-		out = rec
+		r.State, r.LastError = Cancelled, reason
+		r.Events = append(r.Events, Event{At: now, What: "cancelled", Detail: reason})
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: cancel %s: %w", id, err)
 	}
-	return out, nil
+	return rec, nil
 }
 
 // Purge deletes what is no longer needed, in transactions of a few hundred
