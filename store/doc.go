@@ -112,8 +112,10 @@
 // more than Options.Retention ago (7 days by default), with their index
 // entries, then stale dedup entries, reference counters and parked
 // receipts, a few hundred keys per transaction so that writers never wait
-// long. It finds them through time-ordered indexes and never reads a live
-// record. Run it every few minutes.
+// long. It finds records through time-ordered indexes and never reads a live
+// record; dedup entries and reference counters it finds by scanning their
+// buckets, which it keeps small (an age index would cost every Add two more
+// writes). Run it every few minutes.
 //
 // bbolt reuses freed pages but never shrinks the file. To give the space
 // back, stop the server and compact the file offline:
@@ -127,7 +129,7 @@
 // Buckets in the file (ids are 24 lowercase hex digits, see newID; times are
 // 8 bytes that sort like the time, see timeKey):
 //
-//	meta        "version" → "3"
+//	meta        "version" → "5"
 //	records     id → record (binary, see codec.go; JSON from layout 1 is read too)
 //	due         NextAttempt ‖ id → ""                         (State == Queued)
 //	submitting  id → ""                                       (State == Submitting)
@@ -141,9 +143,7 @@
 //	counts      state → number of records (8 bytes, big-endian)
 //	dedup       MessageID ‖ 0x00 ‖ To → accepted time ‖ id    (a Message-ID over 256
 //	            bytes is replaced by "sha256:" and its hex digest)
-//	dedup_age   accepted time ‖ dedup key → ""
 //	refs        To → last reference (2 bytes) ‖ time last used
-//	refs_age    time last used ‖ To → ""
 //	parked      SMSC message id → parked receipt, JSON-encoded
 //	parked_age  parked time ‖ SMSC message id → ""
 //

@@ -23,9 +23,7 @@ var (
 	bucketFinal      = []byte("final")
 	bucketCounts     = []byte("counts")
 	bucketDedup      = []byte("dedup")
-	bucketDedupAge   = []byte("dedup_age")
 	bucketRefs       = []byte("refs")
-	bucketRefsAge    = []byte("refs_age")
 	bucketParked     = []byte("parked")
 	bucketParkedAge  = []byte("parked_age")
 	bucketReportDue  = []byte("report_due")
@@ -33,8 +31,12 @@ var (
 
 	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketDue, bucketSubmitting,
 		bucketSMSC, bucketReport, bucketFinal, bucketCounts, bucketDedup,
-		bucketDedupAge, bucketRefs, bucketRefsAge, bucketParked, bucketParkedAge,
-		bucketReportDue, bucketDelay}
+		bucketRefs, bucketParked, bucketParkedAge, bucketReportDue, bucketDelay}
+
+	// droppedBuckets were in older layouts: layout 5 dropped the age
+	// indexes of dedup and refs (two more writes per record), and Purge
+	// scans those buckets instead.
+	droppedBuckets = [][]byte{[]byte("dedup_age"), []byte("refs_age")}
 
 	// derivedBuckets hold what the records imply; a migration rebuilds them.
 	derivedBuckets = [][]byte{bucketDue, bucketSubmitting, bucketSMSC, bucketReport,
@@ -44,9 +46,9 @@ var (
 )
 
 // layoutVersion 2 added the submitting, final, counts, dedup and refs
-// buckets, 3 the report_due and delay indexes; an older file is migrated by
-// Open.
-const layoutVersion = "4"
+// buckets, 3 the report_due and delay indexes, 5 dropped dedup_age and
+// refs_age; an older file is migrated by Open.
+const layoutVersion = "5"
 
 // entry is one index entry that a record implies.
 type entry struct {

@@ -102,12 +102,17 @@ func (s *Store) Purge(ctx context.Context, now time.Time) (n int, err error) {
 			return n, fmt.Errorf("store: purge records: %w", err)
 		}
 	}
-	window := max(s.opt.DedupWindow, 0)
-	if _, err := s.sweep(ctx, bucketDedupAge, now.Add(-window), forget(bucketDedup)); err != nil {
+	dedupCutoff := timeKey(now.Add(-max(s.opt.DedupWindow, 0)))
+	if _, err := s.scan(ctx, bucketDedup, func(v []byte) bool {
+		return len(v) < 8 || bytes.Compare(v[:8], dedupCutoff) < 0
+	}); err != nil {
 		return n, fmt.Errorf("store: purge dedup index: %w", err)
 	}
 	if retention := s.opt.Retention; retention >= 0 {
-		if _, err := s.sweep(ctx, bucketRefsAge, now.Add(-retention), forget(bucketRefs)); err != nil {
+		refsCutoff := timeKey(now.Add(-retention))
+		if _, err := s.scan(ctx, bucketRefs, func(v []byte) bool {
+			return len(v) != 10 || bytes.Compare(v[2:10], refsCutoff) < 0
+		}); err != nil {
 			return n, fmt.Errorf("store: purge refs: %w", err)
 		}
 	}
@@ -193,9 +198,6 @@ func (s *Store) purgeRecord(tx *bolt.Tx, _ time.Time, id []byte) (bool, error) {
 	if rec.MessageID != "" {
 		key := dedupKey(rec)
 		if v := tx.Bucket(bucketDedup).Get(key); len(v) > 8 && string(v[8:]) == rec.ID {
-			if err := tx.Bucket(bucketDedupAge).Delete(append(v[:8:8], key...)); err != nil {
-				return false, err
-			}
 			if err := tx.Bucket(bucketDedup).Delete(key); err != nil {
 				return false, err
 			}
@@ -204,27 +206,72 @@ func (s *Store) purgeRecord(tx *bolt.Tx, _ time.Time, id []byte) (bool, error) {
 	return true, nil
 }
 
-// forget returns a sweep function for an index keyed (time ‖ key) over
-// bucket, whose values start with the same time: it deletes bucket's key if
-// it was not touched since.
-func forget(bucket []byte) func(tx *bolt.Tx, t time.Time, key []byte) (bool, error) {
-	return func(tx *bolt.Tx, t time.Time, key []byte) (bool, error) {
-		b := tx.Bucket(bucket)
-		v := b.Get(key)
-		if v == nil {
-			return false, nil
+// scanChunk is how many keys scan reads per read transaction.
+var scanChunk = 5000
+
+// scan deletes the keys of bucket whose value is stale, and returns how many.
+// It reads the bucket in key order, scanChunk keys per read transaction, and
+// deletes at most chunk keys per write, checking each again in the write, so
+// that writers never wait long and an entry renewed meanwhile stays.
+//
+// The dedup and refs buckets have no age index (two more writes for every
+// record accepted); scanning costs a few cursor steps per entry per Purge,
+// and the buckets stay small: Purge itself bounds them to the mails of one
+// dedup window and to the destinations used within the retention time.
+func (s *Store) scan(ctx context.Context, bucket []byte, stale func(v []byte) bool) (int, error) {
+	var after []byte
+	n := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
 		}
-		var vt []byte
-		switch {
-		case bytes.Equal(bucket, bucketRefs) && len(v) == 10:
-			vt = v[2:10]
-		case len(v) >= 8:
-			vt = v[:8]
+		var keys [][]byte
+		more := false
+		err := s.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucket).Cursor()
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for seen := 0; k != nil && seen < scanChunk && len(keys) < chunk; k, v = c.Next() {
+				seen++
+				after = bytes.Clone(k)
+				if stale(v) {
+					keys = append(keys, after)
+				}
+			}
+			more = k != nil
+			return nil
+		})
+		if err != nil {
+			return n, err
 		}
-		if !bytes.Equal(vt, timeKey(t)) {
-			return false, nil // touched again since: a newer age key stands for it
+		if len(keys) > 0 {
+			var deleted int
+			err := s.w.do(func(tx *bolt.Tx) error {
+				deleted = 0
+				b := tx.Bucket(bucket)
+				for _, k := range keys {
+					if v := b.Get(k); v == nil || !stale(v) {
+						continue
+					}
+					if err := b.Delete(k); err != nil {
+						return err
+					}
+					deleted++
+				}
+				return nil
+			})
+			n += deleted
+			if err != nil {
+				return n, err
+			}
 		}
-		return true, b.Delete(key)
+		if !more {
+			return n, nil
+		}
 	}
 }
 

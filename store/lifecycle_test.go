@@ -512,14 +512,8 @@ func TestPurge(t *testing.T) {
 	if got := indexKeys(t, s, bucketDedup); !slices.Equal(got, []string{"<new@x>\x00alice@example.org\x00\x00+491510000006"}) {
 		t.Errorf("dedup index %q", got)
 	}
-	if got := len(indexKeys(t, s, bucketDedupAge)); got != 1 {
-		t.Errorf("dedup_age has %d keys", got)
-	}
 	if got := indexKeys(t, s, bucketRefs); !slices.Equal(got, []string{"+491510000006"}) {
 		t.Errorf("refs %q", got)
-	}
-	if got := len(indexKeys(t, s, bucketRefsAge)); got != 1 {
-		t.Errorf("refs_age has %d keys", got)
 	}
 	if got := indexKeys(t, s, bucketParked); !slices.Equal(got, []string{"seen-lately"}) {
 		t.Errorf("parked %q", got)
@@ -556,7 +550,7 @@ func TestPurgeInChunks(t *testing.T) {
 	if c := commits(t, s) - before; c < 3 {
 		t.Errorf("%d commits, want at least 3 of %d keys", c, chunk)
 	}
-	for _, b := range [][]byte{bucketRecords, bucketFinal, bucketDedup, bucketDedupAge, bucketCounts} {
+	for _, b := range [][]byte{bucketRecords, bucketFinal, bucketDedup, bucketCounts} {
 		if keys := indexKeys(t, s, b); len(keys) != 0 {
 			t.Errorf("%s has %d keys", b, len(keys))
 		}
@@ -569,5 +563,95 @@ func TestPurgeStopsWithContext(t *testing.T) {
 	cancel()
 	if _, err := s.Purge(ctx, time.Now()); !errors.Is(err, context.Canceled) {
 		t.Errorf("Purge = %v", err)
+	}
+}
+
+// TestPurgeScansDedupAndRefs: the dedup and refs buckets have no age index;
+// Purge scans them (here over several read chunks) and drops only the stale
+// entries, keeping a destination whose counter was used again since.
+func TestPurgeScansDedupAndRefs(t *testing.T) {
+	defer func(c, sc int) { chunk, scanChunk = c, sc }(chunk, scanChunk)
+	chunk, scanChunk = 3, 4
+	clk := newClock()
+	s, _ := openTemp(t, Options{Now: clk.Now, DedupWindow: 10 * time.Minute, Retention: time.Hour})
+	for i := range 10 {
+		r := record(fmt.Sprintf("+49151000000%d", i), 1)
+		r.MessageID = fmt.Sprintf("<%d@x>", i)
+		mustAdd(t, s, r)
+	}
+	clk.Add(20 * time.Minute) // past the dedup window, within the retention
+	again := record("+491510000003", 1)
+	again.MessageID = "<again@x>"
+	mustAdd(t, s, again)
+	if _, err := s.Purge(context.Background(), clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got := indexKeys(t, s, bucketDedup); !slices.Equal(got, []string{"<again@x>\x00alice@example.org\x00\x00+491510000003"}) {
+		t.Errorf("dedup after the window = %q", got)
+	}
+	if got := len(indexKeys(t, s, bucketRefs)); got != 10 {
+		t.Errorf("refs within the retention: %d, want 10", got)
+	}
+	clk.Add(50 * time.Minute) // the first ten are past the retention; "again" is not
+	if _, err := s.Purge(context.Background(), clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got := indexKeys(t, s, bucketRefs); !slices.Equal(got, []string{"+491510000003"}) {
+		t.Errorf("refs after the retention = %q", got)
+	}
+	// The counter goes on from where it was.
+	next := record("+491510000003", 1)
+	mustAdd(t, s, next)
+	if next.Ref != again.Ref+1 {
+		t.Errorf("ref after purge %d, want %d", next.Ref, again.Ref+1)
+	}
+}
+
+// TestMigrateLayout4 drops the age indexes that layout 5 no longer keeps.
+func TestMigrateLayout4(t *testing.T) {
+	s, path := openTemp(t, Options{})
+	r := record("+491511234567", 1)
+	r.MessageID = "<m@x>"
+	mustAdd(t, s, r)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range droppedBuckets {
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyVersion, []byte("4"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.db.View(func(tx *bolt.Tx) error {
+		for _, b := range droppedBuckets {
+			if tx.Bucket(b) != nil {
+				t.Errorf("bucket %s still there", b)
+			}
+		}
+		if v := tx.Bucket(bucketMeta).Get(keyVersion); string(v) != layoutVersion {
+			t.Errorf("version %q", v)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, s, r.ID); got.MessageID != "<m@x>" {
+		t.Errorf("record after migration: %+v", got)
+	}
+	// The dedup entry survived: the same mail again is a duplicate.
+	dup := record("+491511234567", 1)
+	dup.MessageID = "<m@x>"
+	mustAdd(t, s, dup)
+	if dup.DuplicateOf != r.ID {
+		t.Errorf("DuplicateOf = %q, want %q", dup.DuplicateOf, r.ID)
 	}
 }

@@ -225,8 +225,18 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 		if err := migrate(tx); err != nil {
 			return fmt.Errorf("migrate layout %q to %q: %w", v, layoutVersion, err)
 		}
+	case string(v) == "4":
+		// Nothing to rebuild: the dropped buckets go below.
 	case string(v) != layoutVersion:
 		return fmt.Errorf("layout version %q, want %q", v, layoutVersion)
+	}
+	for _, name := range droppedBuckets {
+		if tx.Bucket(name) == nil {
+			continue
+		}
+		if err := tx.DeleteBucket(name); err != nil {
+			return fmt.Errorf("drop bucket %s: %w", name, err)
+		}
 	}
 	if err := meta.Put(keyVersion, []byte(layoutVersion)); err != nil {
 		return err
@@ -407,42 +417,30 @@ func (s *Store) duplicate(tx *bolt.Tx, r *Record, now time.Time) string {
 }
 
 // remember enters r, accepted now, in the dedup index (replacing a stale
-// entry for the same pair).
+// entry for the same key). Purge drops entries older than the window.
 func (s *Store) remember(tx *bolt.Tx, r *Record, now time.Time) error {
 	if s.opt.DedupWindow < 0 || r.MessageID == "" {
 		return nil
 	}
-	key := dedupKey(r)
-	b, age := tx.Bucket(bucketDedup), tx.Bucket(bucketDedupAge)
-	if v := b.Get(key); len(v) > 8 {
-		if err := age.Delete(append(v[:8:8], key...)); err != nil {
-			return err
-		}
-	}
-	t := timeKey(now)
-	if err := b.Put(key, append(t, r.ID...)); err != nil {
+	if err := tx.Bucket(bucketDedup).Put(dedupKey(r), append(timeKey(now), r.ID...)); err != nil {
 		return fmt.Errorf("dedup index of %s: %w", r.ID, err)
 	}
-	return age.Put(append(t[:8:8], key...), []byte{})
+	return nil
 }
 
 // nextRef returns the next concatenation reference for destination to and
-// records it as the last one given.
+// records it as the last one given, with the time (Purge drops counters
+// unused for the retention time).
 func nextRef(tx *bolt.Tx, to string, now time.Time) (uint16, error) {
-	b, age := tx.Bucket(bucketRefs), tx.Bucket(bucketRefsAge)
+	b := tx.Bucket(bucketRefs)
 	var ref uint16
 	if v := b.Get([]byte(to)); len(v) == 10 {
 		ref = uint16(v[0])<<8 | uint16(v[1])
-		if err := age.Delete(append(v[2:10:10], to...)); err != nil {
-			return 0, err
-		}
 	}
 	ref++ // wraps at 65536
-	t := timeKey(now)
-	if err := b.Put([]byte(to), append([]byte{byte(ref >> 8), byte(ref)}, t...)); err != nil {
-		return 0, fmt.Errorf("refs of %s: %w", to, err)
-	}
-	if err := age.Put(append(t, to...), []byte{}); err != nil {
+	v := make([]byte, 2, 10)
+	v[0], v[1] = byte(ref>>8), byte(ref)
+	if err := b.Put([]byte(to), append(v, timeKey(now)...)); err != nil {
 		return 0, fmt.Errorf("refs of %s: %w", to, err)
 	}
 	return ref, nil
