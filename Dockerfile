@@ -5,6 +5,8 @@
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
+# go.mod replaces go-smtp with this patched copy (see its PATCHES.md).
+COPY third_party/go-smtp/go.mod third_party/go-smtp/
 RUN go mod download
 COPY . .
 ARG VERSION=dev

@@ -48,24 +48,99 @@ func TestNoRelay(t *testing.T) {
 	}
 }
 
-// TestSequence: commands out of order. go-smtp answers these before our
-// session is asked, with 502 5.5.1 (RFC 5321 would say 503).
+// TestSequence: commands out of order are a bad sequence, 503 5.5.1 (RFC
+// 5321 sections 4.1.4, 4.2.4, 4.3.2); commands not implemented stay 502.
+// go-smtp answers these before our session is asked: the 503s come from
+// our patched copy in third_party/go-smtp (see its PATCHES.md).
 func TestSequence(t *testing.T) {
-	ts := start(t, baseConfig(), nil, plainSMTP)
-	c := greeted(t, ts.addr)
-	c.expect("MAIL FROM:<a@x.test>", "502 5.5.1")
-	c.expect("RCPT TO:<+14155550123@sms.test>", "502 5.5.1")
-	c.expect("EHLO client.test", "250")
-	c.expect("RCPT TO:<+14155550123@sms.test>", "502 5.5.1")
-	c.expect("DATA", "502 5.5.1")
-	c.expect("MAIL FROM:<a@x.test>", "250")
-	c.expect("DATA", "502 5.5.1")
-	c.expect("VRFY x", "252 2.5.0")
-	c.send("BDAT 3 LAST\r\nxyz")
-	if r := c.reply(); !strings.HasPrefix(r, "502 5.5.1") {
-		t.Fatalf("BDAT: %q", r)
+	plain := start(t, baseConfig(), nil, plainSMTP)
+	withTLS := start(t, authConfig(t), nil, plainSMTP)
+	type step struct{ send, want string } // send: whole lines, with CRLF
+	tests := []struct {
+		name     string
+		ts       *testServer
+		startTLS bool // EHLO and STARTTLS before the steps
+		steps    []step
+	}{
+		{"MAIL before EHLO", plain, false, []step{{"MAIL FROM:<a@x.test>\r\n", "503 5.5.1"}}},
+		{"RCPT before EHLO", plain, false, []step{{"RCPT TO:<+14155550123@sms.test>\r\n", "503 5.5.1"}}},
+		{"DATA before EHLO", plain, false, []step{{"DATA\r\n", "503 5.5.1"}}},
+		{"AUTH before EHLO", plain, false, []step{{"AUTH PLAIN\r\n", "503 5.5.1"}}},
+		{"RCPT before MAIL", plain, false, []step{
+			{"EHLO client.test\r\n", "250"},
+			{"RCPT TO:<+14155550123@sms.test>\r\n", "503 5.5.1"},
+		}},
+		{"DATA before MAIL", plain, false, []step{
+			{"EHLO client.test\r\n", "250"},
+			{"DATA\r\n", "503 5.5.1"},
+		}},
+		{"DATA before RCPT", plain, false, []step{
+			{"EHLO client.test\r\n", "250"},
+			{"MAIL FROM:<a@x.test>\r\n", "250"},
+			{"DATA\r\n", "503 5.5.1"},
+		}},
+		{"DATA after the only RCPT was refused", plain, false, []step{
+			{"EHLO client.test\r\n", "250"},
+			{"MAIL FROM:<a@x.test>\r\n", "250"},
+			{"RCPT TO:<+14155550123@example.com>\r\n", "550 5.7.1"},
+			{"DATA\r\n", "503 5.5.1"},
+		}},
+		{"BDAT before RCPT, chunk skipped", plain, false, []step{
+			{"EHLO client.test\r\n", "250"},
+			{"MAIL FROM:<a@x.test>\r\n", "250"},
+			{"BDAT 6 LAST\r\nNOOP\r\n", "503 5.5.1"},
+		}},
+		{"MAIL inside a transaction", plain, false, []step{
+			{"EHLO client.test\r\n", "250"},
+			{"MAIL FROM:<a@x.test>\r\n", "250"},
+			{"MAIL FROM:<b@x.test>\r\n", "503 5.5.1"},
+			{"RSET\r\n", "250"},
+			{"MAIL FROM:<b@x.test>\r\n", "250"},
+		}},
+		{"RCPT after RSET", plain, false, []step{
+			{"EHLO client.test\r\n", "250"},
+			{"MAIL FROM:<a@x.test>\r\n", "250"},
+			{"RSET\r\n", "250"},
+			{"RCPT TO:<+14155550123@sms.test>\r\n", "503 5.5.1"},
+		}},
+		// RFC 3207 section 4.2: after TLS the client must EHLO again.
+		{"MAIL after STARTTLS without EHLO", withTLS, true, []step{{"MAIL FROM:<alerts@acme.test>\r\n", "503 5.5.1"}}},
+		{"AUTH after STARTTLS without EHLO", withTLS, true, []step{{"AUTH PLAIN " + plainAuth("alice", "secret") + "\r\n", "503 5.5.1"}}},
+		{"STARTTLS twice", withTLS, true, []step{
+			{"EHLO client.test\r\n", "250"},
+			{"STARTTLS\r\n", "503 5.5.1"},
+		}},
+		// Not implemented, in any state: 502.
+		{"STARTTLS without TLS configured", plain, false, []step{
+			{"EHLO client.test\r\n", "250"},
+			{"STARTTLS\r\n", "502 5.5.1"},
+		}},
+		{"HELP, EXPN, TURN", plain, false, []step{
+			{"HELP\r\n", "502 5.5.1"},
+			{"EXPN staff\r\n", "502 5.5.1"},
+			{"TURN\r\n", "502 5.5.1"},
+			{"VRFY x\r\n", "252 2.5.0"},
+		}},
 	}
-	c.expect("QUIT", "221 2.0.0")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := greeted(t, tc.ts.addr)
+			if tc.startTLS {
+				c.expect("EHLO client.test", "250")
+				c.startTLS()
+			}
+			for _, st := range tc.steps {
+				c.send(st.send)
+				if r := c.reply(); !strings.HasPrefix(r, st.want) {
+					t.Fatalf("%q: reply %q, want %q", st.send, r, st.want)
+				}
+			}
+			// The session goes on: nothing was read as a command that was
+			// not one.
+			c.expect("NOOP", "250 2.0.0")
+			c.expect("QUIT", "221 2.0.0")
+		})
+	}
 }
 
 func TestConnectionLimits(t *testing.T) {

@@ -22,10 +22,11 @@ func TestSmuggling(t *testing.T) {
 		{`\r.\r\n`, "\r.\r\n", "550 5.5.2"},
 		{"bare CR", "\r", "550 5.5.2"},
 		{"bare LF", "\n", "550 5.5.2"},
-		// go-smtp's DATA reader drops a "." and CR at the start of a line
-		// when no LF follows, so we never see this bare CR: the mail is
-		// one message whose body holds the would-be commands.
-		{`\r\n.\r`, "\r\n.\r", "250 2.0.0"},
+		// go-smtp's DATA reader dropped a "." and CR at the start of a
+		// line when no LF followed, hiding this bare CR; our patched copy
+		// (third_party/go-smtp) hands the CR on.
+		{`\r\n.\r`, "\r\n.\r", "550 5.5.2"},
+		{`\r\n.\r\r\n`, "\r\n.\r\r\n", "550 5.5.2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := start(t, baseConfig(), nil, plainSMTP)
@@ -38,14 +39,8 @@ func TestSmuggling(t *testing.T) {
 			}
 			// Nothing of the hidden transaction was read as commands.
 			c.expect("NOOP", "250 2.0.0")
-			recs, _, _ := ts.st.Query(storeQueryAll())
-			for _, r := range recs {
-				if r.To != "+14155550123" || r.From != "a@x.test" {
-					t.Fatalf("hidden transaction queued: %+v", r)
-				}
-			}
-			if tc.want != "250 2.0.0" && len(recs) != 0 {
-				t.Fatalf("%d records queued", len(recs))
+			if n := ts.records(t); n != 0 {
+				t.Fatalf("%d records queued", n)
 			}
 		})
 	}

@@ -20,7 +20,11 @@ import (
 //	shutdown: session waiting for a command            421 4.4.2 (go-smtp's timeout reply), then close
 //	shutdown: MAIL/RCPT while draining                 421 4.3.2 Service shutting down; hang up
 //	Config.MaxErrors refusals in one session           421 4.7.0 Too many errors; hang up
-//	MAIL/RCPT/DATA before EHLO or MAIL, bad sequence   502 5.5.1 (go-smtp; RFC 5321 says 503, see below)
+//	MAIL/RCPT/DATA/AUTH out of order, bad sequence     503 5.5.1 (go-smtp, patched: see below)
+//	MAIL inside a transaction                          503 5.5.1 Nested MAIL command
+//	STARTTLS inside TLS                                503 5.5.1 Already running in TLS (go-smtp, patched)
+//	STARTTLS with no Config.TLS                        502 5.5.1 TLS not supported (go-smtp)
+//	HELP, EXPN, TURN, SEND, SOML, SAML                 502 5.5.1 command not implemented (go-smtp)
 //	AUTH twice                                         503 5.5.1 Already authenticated (go-smtp)
 //	unknown command / syntax                           500 5.5.2, 501 5.5.2, 501 5.5.4 (go-smtp); the 4th: 500 5.5.1 and close
 //	command line over MaxLineLength                    500 5.4.0 Too long line, closing connection (go-smtp)
@@ -57,11 +61,14 @@ import (
 //	DATA accepted, every record committed              250 2.0.0 OK: queued as <ids>
 //	LMTP DATA                                          one of the DATA replies per recipient
 //
-// Bad sequences get go-smtp's 502 5.5.1 (its code, not RFC 5321's 503):
-// go-smtp answers them before our session is asked, so only a change
-// upstream can make them 503.
+// Bad sequences (also MAIL or AUTH right after STARTTLS, before the new
+// EHLO) get 503 5.5.1 as RFC 5321 section 4.3.2 says. go-smtp answers them
+// before our session is asked, and upstream v0.25.1 says 502: we build with
+// a patched copy, third_party/go-smtp (see its PATCHES.md). HELP, EXPN,
+// TURN and the like stay 502 5.5.1: not implemented.
 var (
 	errAuthRequired = reply(530, 5, 7, 0, "Authentication required: your network is not trusted")
+	errNestedMail   = reply(503, 5, 5, 1, "Nested MAIL command: a transaction is open (RSET first)")
 	errBareNewline  = reply(550, 5, 5, 2, "Message contains bare CR or LF: lines must end in CRLF (RFC 5321 section 2.3.8)")
 	errNoText       = reply(550, 5, 6, 0, "Message has neither a text body nor a subject: nothing to send as SMS")
 	errTooComplex   = reply(552, 5, 3, 4, "Message too complex (MIME nesting, parts or text size over the limit)")

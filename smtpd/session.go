@@ -149,12 +149,17 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.srv.isDraining() {
 		return s.hangup(errShuttingDown)
 	}
+	s.mu.Lock()
+	user, open := s.user, s.from != nil
+	s.mu.Unlock()
+	if open {
+		// RFC 5321 section 4.1.4: MAIL inside a transaction is a bad
+		// sequence (RSET first); go-smtp leaves this one to us.
+		return s.fail(errNestedMail)
+	}
 	if (opts == nil || !opts.UTF8) && !isASCII(from) {
 		return s.fail(errUTF8Address)
 	}
-	s.mu.Lock()
-	user := s.user
-	s.mu.Unlock()
 	switch {
 	case user != nil:
 		if !users.SenderAllowed(user.Senders, from) {
