@@ -3,6 +3,7 @@ package smtpd
 import (
 	"errors"
 	"fmt"
+	"github.com/nyaruka/phonenumbers"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -104,14 +105,14 @@ func TestNumberInfo(t *testing.T) {
 func TestNumberCache(t *testing.T) {
 	var c numberCache
 	for range 2 { // the second round comes from the cache
-		e164, region, kind, err := c.recipient("004915112345678@sms.test", []string{"sms.test"}, "US")
-		if err != nil || e164 != "+4915112345678" || region != "DE" || kind != "mobile" {
-			t.Fatalf("got %s %s %s %v", e164, region, kind, err)
+		e, err := c.recipient("004915112345678@sms.test", []string{"sms.test"}, "US")
+		if err != nil || e.e164 != "+4915112345678" || c.region(e) != "DE" || e.kind != "mobile" {
+			t.Fatalf("got %+v %v", e, err)
 		}
-		if _, _, _, err := c.recipient("john@sms.test", []string{"sms.test"}, "US"); err != errBadNumber {
+		if _, err := c.recipient("john@sms.test", []string{"sms.test"}, "US"); err != errBadNumber {
 			t.Fatalf("a name: %v", err)
 		}
-		if _, _, _, err := c.recipient("+4915112345678@other.test", []string{"sms.test"}, "US"); err != errNotOurDomain {
+		if _, err := c.recipient("+4915112345678@other.test", []string{"sms.test"}, "US"); err != errNotOurDomain {
 			t.Fatalf("another domain, though the number is cached: %v", err)
 		}
 	}
@@ -121,5 +122,32 @@ func TestNumberCache(t *testing.T) {
 	}
 	if n := len(c.entries); n > c.max {
 		t.Errorf("cache holds %d entries, bound %d", n, c.max)
+	}
+}
+
+// TestValidIsTyped pins what parseRecipient relies on: libphonenumber's
+// IsValidNumber is "the number has a type" (UNKNOWN: invalid), for valid
+// and invalid numbers of many plans, geographic and not.
+func TestValidIsTyped(t *testing.T) {
+	numbers := []string{
+		"+14155550123", "+18005550199", "+12015550123", "+16135550123", "+18765550123",
+		"+4915112345678", "+4930123456", "+491234", "+447400123456", "+442071234567",
+		"+447000000000", "+33612345678", "+390612345678", "+393123456789", "+861012345678",
+		"+8613812345678", "+81312345678", "+919876543210", "+5511987654321", "+61412345678",
+		"+79161234567", "+74951234567", "+80012345678", "+882345678901", "+979123456789",
+		"+2341234567890", "+12345", "+999123456", "+3901", "+4915112345678901234",
+	}
+	for cc := 1; cc < 1000; cc += 7 {
+		numbers = append(numbers, fmt.Sprintf("+%d123456789", cc), fmt.Sprintf("+%d6123456", cc))
+	}
+	for _, s := range numbers {
+		n, err := phonenumbers.Parse(s, "")
+		if err != nil {
+			continue
+		}
+		valid, typed := phonenumbers.IsValidNumber(n), phonenumbers.GetNumberType(n) != phonenumbers.UNKNOWN
+		if valid != typed {
+			t.Errorf("%s: IsValidNumber %v, GetNumberType %v", s, valid, phonenumbers.GetNumberType(n))
+		}
 	}
 }

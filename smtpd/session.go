@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -214,7 +215,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return s.hangup(errShuttingDown)
 	}
 	cfg := &s.srv.cfg
-	number, region, kind, err := s.srv.numbers.recipient(to, cfg.Domains, cfg.DefaultRegion)
+	num, err := s.srv.numbers.recipient(to, cfg.Domains, cfg.DefaultRegion)
 	if err != nil {
 		s.srv.log.Info("smtp rcpt refused", "client", s.remote, "rcpt", to, "reason", err)
 		if !isASCII(to) {
@@ -224,10 +225,12 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		errors.As(err, &se)
 		return s.fail(se)
 	}
-	if s.srv.pol.Load().MobileOnly && cannotReceiveSMS[kind] {
+	number := num.e164
+	if s.srv.pol.Load().MobileOnly && cannotReceiveSMS[num.kind] {
+		region := s.srv.numbers.region(num)
 		s.srv.log.Info("smtp rcpt refused", "client", s.remote, "rcpt", to, "to", number,
-			"country", region, "type", kind, "reason", "not a mobile number")
-		return s.fail(replyf(550, 5, 1, 3, "%s is a %s number in %s, not a mobile phone", number, strings.ReplaceAll(kind, "_", " "), region))
+			"country", region, "type", num.kind, "reason", "not a mobile number")
+		return s.fail(replyf(550, 5, 1, 3, "%s is a %s number in %s, not a mobile phone", number, strings.ReplaceAll(num.kind, "_", " "), region))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -444,7 +447,13 @@ func (s *session) queue(env envelope, recs []*store.Record, msgid string) error 
 				"msgid", msgid, "from", rec.From, "to", rec.To, "client", s.remote)
 			continue
 		}
-		_, region, kind, _ := s.srv.numbers.recipient(rec.Rcpt, s.srv.cfg.Domains, s.srv.cfg.DefaultRegion)
+		if !s.srv.log.Enabled(context.Background(), slog.LevelInfo) {
+			continue // the region costs a pass over the numbering plan
+		}
+		var region, kind string
+		if num, err := s.srv.numbers.recipient(rec.Rcpt, s.srv.cfg.Domains, s.srv.cfg.DefaultRegion); err == nil {
+			region, kind = s.srv.numbers.region(num), num.kind
+		}
 		s.srv.log.Info("accepted", "id", rec.ID, "msgid", msgid, "from", rec.From, "user", rec.User,
 			"to", rec.To, "country", region, "type", kind, "segments", len(rec.Segments), "client", s.remote)
 	}
