@@ -185,8 +185,12 @@ func (b *Bridge) submit(ctx context.Context, rec *store.Record, rt *route) {
 		b.fail(rec.ID, store.Expired, statusExpired, "smpp; validity period passed before the SMSC accepted the message; last error: "+rec.LastError)
 		return
 	}
+	// A late submit_sm_resp can only come for an earlier attempt, so a
+	// record on its first attempt need not be read again per segment.
+	mayBeLate := inDoubt(rec)
+	settled := false
 	for i, seg := range rec.Segments {
-		if seg.SMSCID != "" || b.gotLate(rec.ID, i) {
+		if seg.SMSCID != "" || (mayBeLate && b.gotLate(rec.ID, i)) {
 			continue
 		}
 		start := time.Now()
@@ -208,16 +212,21 @@ func (b *Bridge) submit(ctx context.Context, rec *store.Record, rt *route) {
 		b.cfg.Metrics.segments.Inc()
 		b.log.Info("segment submitted", "id", rec.ID, "msgid", rec.MessageID, "route", rt.Name, "to", rec.To, "seg", i+1, "segments",
 			len(rec.Segments), "smsc_id", id, "took", time.Since(start))
-		if err := b.recordSMSCID(rec.ID, i, id); err != nil {
+		state, err := b.recordSMSCID(rec.ID, i, id)
+		if err != nil {
 			// The SMSC has the segment but we could not write it down: it
 			// will be sent again on the next attempt (at least once).
 			b.log.Error("recording smsc id", "id", rec.ID, "seg", i+1, "smsc_id", id, "err", err)
 			return
 		}
+		settled = state != store.Submitting && state != store.Queued
 	}
 	// Every segment has an id (some from late responses written while we
-	// were at it): the record waits for its receipts.
-	b.settle(rec.ID)
+	// were at it): the record waits for its receipts. Usually the last id
+	// written moved it there already.
+	if !settled {
+		b.settle(rec.ID)
+	}
 }
 
 // gotLate reports whether segment i of record id got its SMSC id from a
@@ -298,7 +307,9 @@ func (b *Bridge) submitSM(rec *store.Record, i int, rt *route) smppout.Submit {
 	return s
 }
 
-func (b *Bridge) recordSMSCID(id string, i int, smscID string) error {
+// recordSMSCID writes the SMSC id of segment i of record id, and returns
+// the record's state after it.
+func (b *Bridge) recordSMSCID(id string, i int, smscID string) (store.State, error) {
 	rec, err := b.st.Update(id, func(r *store.Record) error {
 		if i >= len(r.Segments) {
 			return fmt.Errorf("segment %d of %d", i+1, len(r.Segments))
@@ -319,10 +330,13 @@ func (b *Bridge) recordSMSCID(id string, i int, smscID string) error {
 		b.markSubmitted(r)
 		return nil
 	})
-	if err == nil && rec.State.Final() {
+	if err != nil {
+		return "", err
+	}
+	if rec.State.Final() {
 		b.logFinal(rec)
 	}
-	return err
+	return rec.State, nil
 }
 
 func allSubmitted(r *store.Record) bool {
