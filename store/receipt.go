@@ -225,14 +225,31 @@ func (s *Store) expireParked(tx *bolt.Tx, now time.Time, limit int) (int, error)
 		}
 		expired = append(expired, k) // deleting under a cursor can skip keys
 	}
+	var dropped []parked
 	for _, k := range expired {
 		t, smscID, err := splitTimeKey(k)
 		if err != nil {
 			return 0, err
 		}
+		if s.opt.Dropped != nil {
+			p, err := getParked(tx, smscID)
+			switch {
+			case err != nil: // unreadable: say what we know, drop it all the same
+				dropped = append(dropped, parked{Receipt: Receipt{SMSCID: smscID}, ParkedAt: t})
+			case p != nil:
+				dropped = append(dropped, *p)
+			}
+		}
 		if err := deleteParked(tx, smscID, &parked{ParkedAt: t}); err != nil {
 			return 0, err
 		}
+	}
+	if len(dropped) > 0 {
+		tx.OnCommit(func() {
+			for _, p := range dropped {
+				s.opt.Dropped(p.Receipt, p.ParkedAt)
+			}
+		})
 	}
 	return len(expired), nil
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -211,7 +212,13 @@ func TestParkedReceiptAppliedOnUpdate(t *testing.T) {
 
 func TestParkedReceiptsExpire(t *testing.T) {
 	clk := newClock()
-	s, _ := openTemp(t, Options{Now: clk.Now, ParkedMaxAge: time.Hour})
+	var mu sync.Mutex
+	var dropped []string
+	s, _ := openTemp(t, Options{Now: clk.Now, ParkedMaxAge: time.Hour, Dropped: func(rc Receipt, at time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		dropped = append(dropped, fmt.Sprintf("%s %s %s", rc.SMSCID, rc.Stat, at.Sub(t0)))
+	}})
 	park := func(id string) {
 		t.Helper()
 		if _, matched, err := s.ApplyReceipt(Receipt{SMSCID: id, Stat: "DELIVRD"}); err != nil || matched {
@@ -238,6 +245,11 @@ func TestParkedReceiptsExpire(t *testing.T) {
 	if n := parked(); n != 1 {
 		t.Fatalf("%d parked after purge, want 1", n)
 	}
+	mu.Lock()
+	if want := []string{"old0 DELIVRD 0s", "old1 DELIVRD 0s", "old2 DELIVRD 0s"}; !slices.Equal(dropped, want) {
+		t.Errorf("Dropped told of %q, want %q", dropped, want)
+	}
+	mu.Unlock()
 	clk.Add(time.Hour)
 	park("new") // parking drops the expired "mid"
 	if n := parked(); n != 1 {

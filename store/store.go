@@ -145,6 +145,10 @@ var ErrNotFound = errors.New("store: record not found")
 type Options struct {
 	Now          func() time.Time // clock; time.Now by default
 	ParkedMaxAge time.Duration    // how long a receipt for an unknown id is kept (default 1h)
+	// Dropped, if set, is told of each parked receipt dropped because no
+	// segment got its SMSC id within ParkedMaxAge, after the commit that
+	// dropped it (the caller logs it: issue 4 wants each one seen).
+	Dropped func(rc Receipt, parkedAt time.Time)
 	// DedupWindow is how long a (Message-ID, destination) pair is
 	// remembered: Add does not store a record whose pair was accepted
 	// less than DedupWindow ago (default 10 minutes; negative: never).
