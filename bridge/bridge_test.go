@@ -630,6 +630,39 @@ func TestPackedRoute(t *testing.T) {
 // TestNoFinalReceiptExpires: an SMSC that never sends a final receipt must
 // not leave the record waiting forever: past the validity period and the
 // grace it expires, and the sender hears that the SMS may have arrived.
+// TestOutageEndsOverdueRecords: while no SMSC is bound at all, a record
+// waiting for its receipts past the deadline and a queued record past its
+// validity still end (Expired) and are reported, without a bind.
+func TestOutageEndsOverdueRecords(t *testing.T) {
+	h := newHarness(t, Config{Validity: 400 * time.Millisecond, ReceiptGrace: 100 * time.Millisecond},
+		smsctest.Config{Outcomes: []smsctest.Outcome{{Stat: "ENROUTE", Err: "000"}}})
+	submitted := h.add(t, "a@x.test", "+14155550123", "hi")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if rec, _ := h.st.Get(submitted); rec.State == store.Submitted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("never submitted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.sim.Stop() // and it stays down
+	queued := h.add(t, "a@x.test", "+14155550124", "ho")
+	for _, id := range []string{submitted, queued} {
+		rec := h.waitFinal(t, id)
+		if rec.State != store.Expired {
+			t.Errorf("%s: state %s; events %+v", id, rec.State, rec.Events)
+		}
+	}
+	if rec, _ := h.st.Get(queued); !strings.Contains(rec.LastError, "no SMSC connection") {
+		t.Errorf("queued record's error %q", rec.LastError)
+	}
+	if _, err := h.sink.Wait(ctxFor(t), 2); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestNoFinalReceiptExpires(t *testing.T) {
 	h := newHarness(t, Config{Validity: 300 * time.Millisecond, ReceiptGrace: 100 * time.Millisecond},
 		smsctest.Config{Outcomes: []smsctest.Outcome{{Stat: "ENROUTE", Err: "000"}}})

@@ -30,8 +30,13 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 	// drains its window on shutdown, and an id the SMSC gave us must be
 	// written down, or the segment would be sent twice after a restart.
 	subCtx := context.WithoutCancel(ctx)
+	var lastOverdue time.Time
 	for ctx.Err() == nil {
 		if !b.anyBound() {
+			if now := b.cfg.Now(); now.Sub(lastOverdue) >= overduePoll {
+				b.endOverdue(now)
+				lastOverdue = now
+			}
 			wait(ctx, nil, boundPoll)
 			continue
 		}
@@ -113,6 +118,30 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 	}
 	return nil
 }
+
+// endOverdue, while no route is bound, still ends what needs no SMSC:
+// submitted records whose receipts are overdue, and queued ones past their
+// validity. A long outage ends them on time, with their reports, instead
+// of when a bind comes back.
+func (b *Bridge) endOverdue(now time.Time) {
+	recs, _, err := b.st.Due(now, dueBatch)
+	if err != nil {
+		b.log.Error("dispatch: reading due records", "err", err)
+		return
+	}
+	for _, rec := range recs {
+		switch {
+		case rec.State == store.Submitted:
+			b.receiptsOverdue(rec)
+		case now.Sub(rec.Created) > b.cfg.Validity && b.claim(rec):
+			b.fail(rec.ID, store.Expired, statusExpired, "smpp; no SMSC connection within the message's validity period")
+			b.release(rec)
+		}
+	}
+}
+
+// overduePoll is how often endOverdue looks while no route is bound.
+const overduePoll = time.Second
 
 // dueBatch is how many due records one pass looks at. Records whose
 // destination has a submit in flight are skipped, so a burst to one number
