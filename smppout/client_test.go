@@ -394,3 +394,23 @@ func TestShutdownDrainsAndUnbinds(t *testing.T) {
 	<-stopped
 	wg.Wait()
 }
+
+// TestSimulatorKeepsBounded: with MaxMessages the simulator keeps only the
+// newest messages and deliver_sm_resps, and still counts them all.
+func TestSimulatorKeepsBounded(t *testing.T) {
+	sim := startSim(t, smsctest.Config{MaxMessages: 4})
+	c := New(fastConfig(sim.Addr()), func(context.Context, Receipt) error { return nil }, nil)
+	runClient(t, c)
+	waitFor(t, "bind", c.Bound)
+	for range 10 {
+		if _, err := c.Submit(ctxT(t), hello); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sim.WaitDeliverResps(ctxT(t), 10); err != nil {
+		t.Fatal(err)
+	}
+	if n, m := len(sim.Messages()), len(sim.DeliverResps()); n > 4 || m > 4 || sim.Accepted() != 10 {
+		t.Errorf("kept %d messages and %d responses (bound 4), accepted %d of 10", n, m, sim.Accepted())
+	}
+}

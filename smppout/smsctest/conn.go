@@ -334,7 +334,11 @@ func (c *conn) deliverResp(p wire.PDU) {
 		c.log.Warn("smsc: unexpected response", "seq", p.Seq, "command_id", fmt.Sprintf("0x%08X", p.ID))
 		return
 	}
+	if max := s.cfg.MaxMessages; max > 0 && len(s.resps) >= max {
+		s.resps = append(s.resps[:0], s.resps[len(s.resps)-max/2:]...) // keep the newest half
+	}
 	s.resps = append(s.resps, DeliverResp{MessageID: id, Seq: p.Seq, Status: p.Status})
+	s.respTotal++
 	s.notifyLocked()
 	s.wakeLocked()
 }

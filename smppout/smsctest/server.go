@@ -19,20 +19,21 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
-	mu       sync.Mutex
-	ln       net.Listener
-	addr     string
-	conns    map[*conn]struct{}
-	msgs     []Message
-	idBase   uint64
-	nextID   uint64
-	outbox   []*receipt
-	resps    []DeliverResp
-	binds    int
-	enquires int
-	accepted uint64 // connections
-	total    int    // messages accepted, also those MaxMessages dropped
-	waiters  int    // callers in wait: notify only when someone listens
+	mu        sync.Mutex
+	ln        net.Listener
+	addr      string
+	conns     map[*conn]struct{}
+	msgs      []Message
+	idBase    uint64
+	nextID    uint64
+	outbox    []*receipt
+	resps     []DeliverResp
+	respTotal int // deliver_sm_resps received, also those MaxMessages dropped
+	binds     int
+	enquires  int
+	accepted  uint64 // connections
+	total     int    // messages accepted, also those MaxMessages dropped
+	waiters   int    // callers in wait: notify only when someone listens
 
 	throttleAcc float64   // ThrottleFraction accumulator
 	tpsSecond   time.Time // MaxTPS: the second being counted
@@ -282,7 +283,7 @@ func (s *Server) DeliverResps() []DeliverResp {
 
 // WaitDeliverResps waits until at least n deliver_sm_resps came.
 func (s *Server) WaitDeliverResps(ctx context.Context, n int) ([]DeliverResp, error) {
-	err := s.wait(ctx, func() bool { return len(s.resps) >= n })
+	err := s.wait(ctx, func() bool { return s.respTotal >= n })
 	return s.DeliverResps(), err
 }
 

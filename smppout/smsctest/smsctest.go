@@ -36,9 +36,9 @@ type Config struct {
 	RespTimeout time.Duration
 	// TLS, when set, serves SMPP over TLS.
 	TLS *tls.Config
-	// MaxMessages keeps only the newest accepted messages (0: all), so
-	// a long demo or a benchmark does not grow without bound; Accepted
-	// counts them all.
+	// MaxMessages keeps only the newest accepted messages and
+	// deliver_sm_resps (0: all), so a long demo or a benchmark does not
+	// grow without bound; Accepted and WaitDeliverResps count them all.
 	MaxMessages int
 
 	// Faults, for tests. See also SubmitStatus, DropConnections,
