@@ -216,6 +216,11 @@ type SMTP struct {
 	// LOGIN if the server offers only that. The password is sent only over
 	// TLS, or to a loopback address.
 	Username, Password string
+
+	// Pool, if set, keeps connections open between reports (see Pool);
+	// nil: a connection per report, closed with QUIT after it. Copies of
+	// an SMTP share its Pool.
+	Pool *Pool
 }
 
 // Outbox writes reports as .eml files into Dir (atomically, fsync'd).

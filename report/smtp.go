@@ -37,9 +37,26 @@ var ErrTLSRequired = errors.New("report: STARTTLS required")
 // It says EHLO with Helo, then STARTTLS as TLS says, then AUTH if Username
 // is set. MAIL FROM asks for SMTPUTF8 when the recipient or the report's
 // header is not ASCII, and BODY=8BITMIME when its body has 8-bit octets.
+//
+// With a Pool, Send first takes an idle connection to the same server
+// and, after a successful transaction, leaves its connection there; see
+// Pool. A pooled connection found dead before the server took the message
+// (an I/O error or a 421 reply before DATA's 354) is closed and the report
+// sent at once on a new connection, so reuse never sends a report twice
+// nor fails one that a new connection would deliver.
+//
+// The report is delivered at the 250 to its final dot; the QUIT that ends
+// a connection (at once without a Pool) does not change the result.
 func (s SMTP) Send(ctx context.Context, rcpt string, msg []byte) error {
 	if err := checkRcpt(rcpt); err != nil {
 		return err
+	}
+	if cn := s.Pool.get(s.poolKey()); cn != nil {
+		err := s.deliver(ctx, cn, rcpt, msg, true)
+		var stale *staleError
+		if !errors.As(err, &stale) {
+			return err
+		}
 	}
 	err := s.attempt(ctx, rcpt, msg, s.TLS)
 	var hs *handshakeError
@@ -57,44 +74,124 @@ type handshakeError struct{ err error }
 func (e *handshakeError) Error() string { return "starttls: " + e.err.Error() }
 func (e *handshakeError) Unwrap() error { return e.err }
 
+// staleError is a pooled connection that was dead before the server had
+// the message: Send tries again on a new one.
+type staleError struct{ err error }
+
+func (e *staleError) Error() string { return e.err.Error() }
+func (e *staleError) Unwrap() error { return e.err }
+
+// attempt sends on a new connection.
 func (s SMTP) attempt(ctx context.Context, rcpt string, msg []byte, mode TLSMode) error {
-	conn, err := new(net.Dialer).DialContext(ctx, "tcp", s.Addr)
+	raw, err := new(net.Dialer).DialContext(ctx, "tcp", s.Addr)
 	if err != nil {
 		return fmt.Errorf("report: smtp %s: dial: %w", s.Addr, err)
 	}
 	// Closing the connection when ctx ends aborts a blocked read or write.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	defer conn.Close()
-	if err := s.transaction(ctx, conn, rcpt, msg, mode); err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
-		}
-		return fmt.Errorf("report: smtp %s: to %s: %w", s.Addr, rcpt, err)
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	cn, err := s.open(ctx, raw, mode)
+	stop()
+	if err != nil {
+		raw.Close()
+		return s.fail(ctx, rcpt, err)
 	}
-	return nil
+	return s.deliver(ctx, cn, rcpt, msg, false)
 }
 
-// transaction runs the session on a connection: our own preface (the
-// greeting, EHLO and STARTTLS), then go-smtp's client for the rest.
-func (s SMTP) transaction(ctx context.Context, conn net.Conn, rcpt string, msg []byte, mode TLSMode) error {
+// fail wraps an error of the session, saying when ctx ended it.
+func (s SMTP) fail(ctx context.Context, rcpt string, err error) error {
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+	}
+	return fmt.Errorf("report: smtp %s: to %s: %w", s.Addr, rcpt, err)
+}
+
+// open sets a session up on raw: our own preface (the greeting, EHLO and
+// STARTTLS), then go-smtp's client for EHLO and AUTH.
+func (s SMTP) open(ctx context.Context, raw net.Conn, mode TLSMode) (*conn, error) {
 	d, ok := ctx.Deadline()
+	pd := d
 	if !ok {
-		d = time.Now().Add(prefaceTimeout)
+		pd = time.Now().Add(prefaceTimeout)
 	}
-	conn.SetDeadline(d)
-	nc, isTLS, err := s.preface(ctx, conn, mode)
+	raw.SetDeadline(pd)
+	nc, isTLS, err := s.preface(ctx, raw, mode)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	conn.SetDeadline(time.Time{})
+	raw.SetDeadline(time.Time{})
 	c := smtp.NewClient(nc)
-	defer c.Close()
-	if ok {
-		c.CommandTimeout = min(c.CommandTimeout, time.Until(d))
-		c.SubmissionTimeout = min(c.SubmissionTimeout, time.Until(d))
+	cn := &conn{raw: raw, c: c, tls: isTLS, cmdTimeout: c.CommandTimeout, submissionTimeout: c.SubmissionTimeout}
+	cn.bound(d, ok)
+	if err := c.Hello(s.helo()); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("hello: %w", err)
 	}
-	return s.session(c, rcpt, msg, isTLS)
+	if err := s.auth(c, isTLS); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return cn, nil
+}
+
+// deliver runs one transaction on cn, then keeps cn in the Pool or
+// retires it. reused says cn came from the Pool: a failure that shows it
+// dead before the message went out is then a *staleError.
+//
+// A pooled connection goes straight to MAIL FROM, without RSET. Only a
+// connection whose last transaction ended with 250 to the final dot is
+// pooled, and that reply cleared the sender, recipient and data buffers
+// (RFC 5321 §4.1.1.4) as RSET would (§4.1.1.5), so MAIL starts the next
+// transaction. RSET would only find a dead connection one command
+// earlier, for a round trip per report: MAIL finds it as well, and a
+// failure before DATA's 354 is retried on a new connection. (go-smtp's
+// Client.Reset also forgets the EHLO, so the next MAIL would say EHLO
+// again: a second round trip.)
+func (s SMTP) deliver(ctx context.Context, cn *conn, rcpt string, msg []byte, reused bool) error {
+	stop := context.AfterFunc(ctx, func() { cn.raw.Close() })
+	d, ok := ctx.Deadline()
+	cn.bound(d, ok)
+	st, err := s.transaction(cn.c, rcpt, msg)
+	if err == nil {
+		cn.mails++
+	}
+	// Delivered, or refused before a command was sent (mailOptions): the
+	// session is clean. Any error or unexpected reply closes it. (After a
+	// 5xx to RCPT an RSET could save it; refusals are rare enough that
+	// closing is simpler.)
+	clean := (err == nil || st == nothingSent) && ctx.Err() == nil
+	keep := clean && !s.Pool.retires(cn)
+	switch {
+	case keep:
+	case clean:
+		cn.quit(min(quitTimeout, cn.c.CommandTimeout)) // still under ctx, as the session was
+	default:
+		cn.c.Close()
+	}
+	aborted := !stop() // ctx closed the connection
+	if keep && (aborted || !s.Pool.put(s.poolKey(), cn)) {
+		cn.c.Close()
+	}
+	if err == nil {
+		return nil
+	}
+	err = s.fail(ctx, rcpt, err)
+	if reused && st == beforeData && ctx.Err() == nil && deadConn(err) {
+		return &staleError{err}
+	}
+	return err
+}
+
+// deadConn reports whether err, before DATA's 354, says the connection is
+// gone: not a reply (EOF, reset, timeout, TLS alert), or 421 (RFC 5321
+// §3.8: the server is closing the channel, as when it times an idle one
+// out).
+func deadConn(err error) bool {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se.Code == 421
+	}
+	return true
 }
 
 // prefaceTimeout bounds the preface when ctx has no deadline.
@@ -192,31 +289,39 @@ func replay(conn net.Conn, buffered []byte) net.Conn {
 		strings.NewReader("220 ready\r\n"), bytes.NewReader(bytes.Clone(buffered)), conn)}
 }
 
-// session runs one transaction on a connected client.
-func (s SMTP) session(c *smtp.Client, rcpt string, msg []byte, isTLS bool) error {
-	if err := c.Hello(s.helo()); err != nil {
-		return fmt.Errorf("hello: %w", err)
-	}
-	if err := s.auth(c, isTLS); err != nil {
-		return err
-	}
+// stage is how far a transaction got before it failed.
+type stage int
+
+const (
+	nothingSent stage = iota // refused before MAIL (mailOptions)
+	beforeData               // MAIL, RCPT or DATA failed: the server does not have the message
+	afterData                // DATA got 354: the server may have the message
+)
+
+// transaction runs MAIL, RCPT and DATA on a client ready for MAIL.
+func (s SMTP) transaction(c *smtp.Client, rcpt string, msg []byte) (stage, error) {
 	opts, err := mailOptions(c, rcpt, msg)
 	if err != nil {
-		return err
+		return nothingSent, err
 	}
 	if err := c.Mail("", opts); err != nil {
-		return fmt.Errorf("mail from:<>: %w", err)
+		return beforeData, fmt.Errorf("mail from:<>: %w", err)
 	}
 	if err := c.Rcpt(rcpt, nil); err != nil {
-		return fmt.Errorf("rcpt: %w", err)
+		return beforeData, fmt.Errorf("rcpt: %w", err)
 	}
-	if err := data(c, msg); err != nil {
-		return err
+	w, err := c.Data()
+	if err != nil {
+		return beforeData, fmt.Errorf("data: %w", err)
 	}
-	if err := c.Quit(); err != nil {
-		return fmt.Errorf("quit: %w", err)
+	if _, err := w.Write(msg); err != nil {
+		w.Close()
+		return afterData, fmt.Errorf("data: write: %w", err)
 	}
-	return nil
+	if err := w.Close(); err != nil {
+		return afterData, fmt.Errorf("data: end: %w", err)
+	}
+	return afterData, nil
 }
 
 func (s SMTP) helo() string {
@@ -288,21 +393,6 @@ func mailOptions(c *smtp.Client, rcpt string, msg []byte) (*smtp.MailOptions, er
 		return nil, nil
 	}
 	return &opts, nil
-}
-
-func data(c *smtp.Client, msg []byte) error {
-	w, err := c.Data()
-	if err != nil {
-		return fmt.Errorf("data: %w", err)
-	}
-	if _, err := w.Write(msg); err != nil {
-		w.Close()
-		return fmt.Errorf("data: write: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("data: end: %w", err)
-	}
-	return nil
 }
 
 // IsPermanent reports whether err from SMTP.Send is a permanent failure:

@@ -51,6 +51,7 @@ type app struct {
 	smtp         *smtpd.Server
 	reloadConfig func() (Config, error) // what SIGHUP reads; nil: no reload
 	smarthostTLS *tls.Config
+	reportPool   *report.Pool // smarthost connections kept between reports; nil without a smarthost
 	smtpdCfg     smtpd.Config
 	smtpL        net.Listener
 	smtpsL       net.Listener // implicit TLS, optional
@@ -85,6 +86,10 @@ func newApp(cfg Config, log *slog.Logger) (_ *app, err error) {
 		Retention:    cfg.Store.Retention.Duration,
 		DedupWindow:  dedup,
 		ParkedMaxAge: cfg.Store.ParkedMaxAge.Duration,
+		Dropped: func(rc store.Receipt, parkedAt time.Time) {
+			a.log.Warn("receipt for an unknown SMSC id dropped", "smsc_id", rc.SMSCID, "stat", rc.Stat,
+				"err", rc.Err, "parked_at", parkedAt)
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -355,6 +360,9 @@ func (a *app) close() {
 			a.log.Error("closing store", "err", err)
 		}
 	}
+	if a.reportPool != nil {
+		a.reportPool.Close() // QUIT to the idle smarthost connections
+	}
 	if a.sim != nil {
 		a.sim.Close()
 	}
@@ -433,8 +441,9 @@ func (a *app) reportSender(host string) report.Sender {
 	c := a.cfg
 	switch {
 	case c.Smarthost != "":
+		a.reportPool = report.NewPool(report.PoolConfig{}) // 32 idle, as many as the bridge's report workers
 		return report.SMTP{Addr: c.Smarthost, Helo: host, TLS: report.TLSMode(c.SmarthostTLS), TLSConfig: a.smarthostTLS,
-			Username: c.SmarthostUsername, Password: c.SmarthostPassword}
+			Username: c.SmarthostUsername, Password: c.SmarthostPassword, Pool: a.reportPool}
 	case c.ReportDelivery == "mx":
 		return report.MX{Helo: host, TLS: report.TLSMode(c.SmarthostTLS)}
 	}
