@@ -33,6 +33,7 @@ type Conn struct {
 
 	session    Session
 	locker     sync.Mutex
+	wlock      sync.Mutex // guards c.text.W, the buffered replies (flush.go)
 	binarymime bool
 
 	lineLimitReader *lineLimitReader
@@ -58,7 +59,7 @@ func newConn(c net.Conn, s *Server) *Conn {
 
 func (c *Conn) init() {
 	c.lineLimitReader = &lineLimitReader{
-		R:         c.conn,
+		R:         flushReader{c, c.conn},
 		LineLimit: c.server.MaxLineLength,
 	}
 	rwc := struct {
@@ -93,19 +94,27 @@ func (c *Conn) handle(cmd string, arg string) {
 	defer func() {
 		if err := recover(); err != nil {
 			c.writeResponse(421, EnhancedCode{4, 0, 0}, "Internal server error")
-			c.Close()
+			c.flushAndClose()
 
 			stack := debug.Stack()
 			c.server.ErrorLog.Printf("panic serving %v: %v\n%s", c.conn.RemoteAddr(), err, stack)
 		}
 	}()
 
+	// Only the replies to RSET, MAIL, RCPT (RFC 2920) and BDAT (RFC 3030)
+	// may wait for the rest of a pipelined group (flush.go).
+	cmd = strings.ToUpper(cmd)
+	switch cmd {
+	case "RSET", "MAIL", "RCPT", "BDAT":
+	default:
+		defer c.flush()
+	}
+
 	if cmd == "" {
 		c.protocolError(500, EnhancedCode{5, 5, 2}, "Error: bad syntax")
 		return
 	}
 
-	cmd = strings.ToUpper(cmd)
 	switch cmd {
 	case "SEND", "SOML", "SAML", "EXPN", "HELP", "TURN":
 		// These commands are not implemented in any state
@@ -139,7 +148,7 @@ func (c *Conn) handle(cmd string, arg string) {
 		c.handleData(arg)
 	case "QUIT":
 		c.writeResponse(221, EnhancedCode{2, 0, 0}, "Bye")
-		c.Close()
+		c.flushAndClose()
 	case "AUTH":
 		c.handleAuth(arg)
 	case "STARTTLS":
@@ -214,7 +223,7 @@ func (c *Conn) protocolError(code int, ec EnhancedCode, msg string) {
 	c.errCount++
 	if c.errCount > errThreshold {
 		c.writeResponse(500, EnhancedCode{5, 5, 1}, "Too many errors. Quiting now")
-		c.Close()
+		c.flushAndClose()
 	}
 }
 
@@ -928,6 +937,7 @@ func (c *Conn) handleStartTLS() {
 	}
 
 	c.writeResponse(220, EnhancedCode{2, 0, 0}, "Ready to start TLS")
+	c.flush()
 
 	// Upgrade to TLS
 	tlsConn := tls.Server(c.conn, c.server.TLSConfig)
@@ -1089,7 +1099,7 @@ func (c *Conn) handleBdat(arg string) {
 		c.writeResponse(dataErrorToStatus(err))
 
 		if err == errPanic {
-			c.Close()
+			c.flushAndClose()
 		}
 
 		c.reset()
@@ -1106,7 +1116,7 @@ func (c *Conn) handleBdat(arg string) {
 		if c.server.LMTP {
 			c.bdatStatus.fillRemaining(err)
 			for i, rcpt := range c.recipients {
-				code, enchCode, msg := dataErrorToStatus(<-c.bdatStatus.status[i])
+				code, enchCode, msg := dataErrorToStatus(c.nextStatus(c.bdatStatus.status[i]))
 				c.writeResponse(code, enchCode, "<"+rcpt+"> "+msg)
 			}
 		} else {
@@ -1114,7 +1124,7 @@ func (c *Conn) handleBdat(arg string) {
 		}
 
 		if err == errPanic {
-			c.Close()
+			c.flushAndClose()
 			return
 		}
 
@@ -1247,14 +1257,16 @@ func (c *Conn) handleDataLMTP() {
 	}
 
 	for i, rcpt := range c.recipients {
-		code, enchCode, msg := dataErrorToStatus(<-status.status[i])
+		code, enchCode, msg := dataErrorToStatus(c.nextStatus(status.status[i]))
 		c.writeResponse(code, enchCode, "<"+rcpt+"> "+msg)
 	}
+
+	c.flush() // LMTPData may not have returned yet
 
 	// If done gets false, the panic occurred in LMTPData and the connection
 	// should be closed.
 	if !<-done {
-		c.Close()
+		c.flushAndClose()
 	}
 }
 
@@ -1272,7 +1284,7 @@ func dataErrorToStatus(err error) (code int, enchCode EnhancedCode, msg string) 
 
 func (c *Conn) Reject() {
 	c.writeResponse(421, EnhancedCode{4, 4, 5}, "Too busy. Try again later.")
-	c.Close()
+	c.flushAndClose()
 }
 
 func (c *Conn) greet() {
@@ -1304,14 +1316,27 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 	// transform each single line with \n, into separate lines
 	text = strings.Split(strings.Join(text, "\n"), "\n")
 
+	var b strings.Builder
 	lastLineIndex := len(text) - 1
 	for i := 0; i < lastLineIndex; i++ {
-		c.text.PrintfLine("%d-%v", code, text[i])
+		fmt.Fprintf(&b, "%d-%v\r\n", code, text[i])
 	}
 	if enhCode == NoEnhancedCode {
-		c.text.PrintfLine("%d %v", code, text[lastLineIndex])
+		fmt.Fprintf(&b, "%d %v\r\n", code, text[lastLineIndex])
 	} else {
-		c.text.PrintfLine("%d %v.%v.%v %v", code, enhCode[0], enhCode[1], enhCode[2], text[lastLineIndex])
+		fmt.Fprintf(&b, "%d %v.%v.%v %v\r\n", code, enhCode[0], enhCode[1], enhCode[2], text[lastLineIndex])
+	}
+
+	// Buffered, not sent: see flush.go. A reply (up to the buffer's 4 KiB)
+	// is not split between writes.
+	c.wlock.Lock()
+	defer c.wlock.Unlock()
+	if b.Len() > c.text.W.Available() {
+		c.flushLocked()
+	}
+	c.text.W.WriteString(b.String())
+	if code == 421 { // closing the connection (RFC 5321 section 3.8)
+		c.flushLocked()
 	}
 }
 

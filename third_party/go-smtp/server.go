@@ -154,7 +154,7 @@ func (s *Server) handleConn(c *Conn) error {
 	s.locker.Unlock()
 
 	defer func() {
-		c.Close()
+		c.flushAndClose()
 
 		s.locker.Lock()
 		delete(s.conns, c)
@@ -181,6 +181,7 @@ func (s *Server) handleConn(c *Conn) error {
 			cmd, arg, err := parseCmd(line)
 			if err != nil {
 				c.protocolError(501, EnhancedCode{5, 5, 2}, "Bad command")
+				c.flush()
 				continue
 			}
 
