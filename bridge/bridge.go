@@ -120,6 +120,7 @@ type Store interface {
 	Recover(now time.Time) (int, error)
 	Submitting(limit int) ([]string, error)
 	Purge(ctx context.Context, now time.Time) (int, error)
+	Original(rec *store.Record) ([]byte, error)
 }
 
 // Bridge moves records between the store, the SMSC and the report sender.

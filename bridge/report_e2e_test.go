@@ -86,8 +86,8 @@ func TestReportsEndToEnd(t *testing.T) {
 	}
 	recs := g.settle(t, total)
 	for _, r := range recs {
-		if r.Original != nil {
-			t.Errorf("%s: original kept after the report", r.Rcpt)
+		if r.Original != nil || r.OriginalRef != "" {
+			t.Errorf("%s: original kept after the report (%q)", r.Rcpt, r.OriginalRef)
 		}
 	}
 	got := blocks(t, g.sink.Messages())

@@ -415,8 +415,16 @@ func (b *Bridge) finalReportFor(recs []*store.Record) report.Report {
 	}
 	if failed {
 		for _, rec := range recs {
-			if rec.Ret == "FULL" && rec.Original != nil {
-				r.Original, r.OrigUTF8 = rec.Original, rec.UTF8
+			if rec.Ret != "FULL" {
+				continue
+			}
+			orig, err := b.st.Original(rec)
+			if err != nil {
+				// The report still goes, with the header only.
+				b.log.Error("report: reading the original", "id", rec.ID, "err", err)
+			}
+			if orig != nil {
+				r.Original, r.OrigUTF8 = orig, rec.UTF8
 				break
 			}
 		}

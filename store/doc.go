@@ -144,6 +144,8 @@
 //	dedup       MessageID ‖ 0x00 ‖ To → accepted time ‖ id    (a Message-ID over 256
 //	            bytes is replaced by "sha256:" and its hex digest)
 //	refs        To → last reference (2 bytes) ‖ time last used
+//	originals   id of a mail's first record → number of records sharing it (uvarint) ‖
+//	            the mail, for RET=FULL reports (Record.OriginalRef)
 //	parked      SMSC message id → parked receipt, JSON-encoded
 //	parked_age  parked time ‖ SMSC message id → ""
 //

@@ -28,10 +28,11 @@ var (
 	bucketParkedAge  = []byte("parked_age")
 	bucketReportDue  = []byte("report_due")
 	bucketDelay      = []byte("delay")
+	bucketOriginals  = []byte("originals")
 
 	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketDue, bucketSubmitting,
 		bucketSMSC, bucketReport, bucketFinal, bucketCounts, bucketDedup,
-		bucketRefs, bucketParked, bucketParkedAge, bucketReportDue, bucketDelay}
+		bucketRefs, bucketParked, bucketParkedAge, bucketReportDue, bucketDelay, bucketOriginals}
 
 	// droppedBuckets were in older layouts: layout 5 dropped the age
 	// indexes of dedup and refs (two more writes per record), and Purge
@@ -149,6 +150,12 @@ func (s *Store) put(tx *bolt.Tx, old before, rec *Record, now time.Time) error {
 	}
 	if rec.State.Final() && rec.ReportDone {
 		rec.Original = nil // kept only for the report
+		if rec.OriginalRef != "" {
+			if err := unrefOriginal(tx, rec.OriginalRef); err != nil {
+				return fmt.Errorf("original of %s: %w", rec.ID, err)
+			}
+			rec.OriginalRef = ""
+		}
 	}
 	data, err := encode(rec)
 	if err != nil {
@@ -215,6 +222,11 @@ func (s *Store) writeCounts(tx *bolt.Tx) error {
 func (s *Store) remove(tx *bolt.Tx, rec *Record) error {
 	if err := tx.Bucket(bucketRecords).Delete([]byte(rec.ID)); err != nil {
 		return fmt.Errorf("delete %s: %w", rec.ID, err)
+	}
+	if rec.OriginalRef != "" {
+		if err := unrefOriginal(tx, rec.OriginalRef); err != nil {
+			return fmt.Errorf("original of %s: %w", rec.ID, err)
+		}
 	}
 	for _, e := range entries(rec) {
 		if err := deleteEntry(tx, e); err != nil {

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,5 +129,62 @@ func TestMigrateLayout2(t *testing.T) {
 	}
 	if got, _, _ := s.DelayDue(t0, 0); !slices.Equal(ids(got), []string{q.ID}) {
 		t.Errorf("DelayDue after migration = %v", ids(got))
+	}
+}
+
+// TestSharedOriginal: the records of one mail that carry the same original
+// (RET=FULL to several recipients) share one stored copy; each reads it
+// with Original; it goes when the last of them is final and reported (or
+// removed), not before; a duplicate that Add did not store holds no claim.
+func TestSharedOriginal(t *testing.T) {
+	s, _ := openTemp(t, Options{Retention: time.Hour})
+	orig := []byte("Subject: x\r\n\r\n" + strings.Repeat("body ", 1000) + "\r\n")
+	var recs []*Record
+	for i := range 3 {
+		r := record(fmt.Sprintf("+49151123456%d", i), 1)
+		r.Ret, r.Original, r.MessageID = "FULL", orig, "<shared@x>"
+		recs = append(recs, r)
+	}
+	single := record("+491511234569", 1)
+	single.Ret, single.Original = "FULL", []byte("Subject: alone\r\n\r\nx\r\n")
+	mustAdd(t, s, append(recs, single)...)
+	if keys := indexKeys(t, s, bucketOriginals); !slices.Equal(keys, []string{recs[0].ID}) {
+		t.Fatalf("originals bucket %q, want one copy under %s", keys, recs[0].ID)
+	}
+	again := record("+4915112345610", 1) // a retried mail: a duplicate, not stored
+	again.Ret, again.Original, again.MessageID = "FULL", orig, "<shared@x>"
+	againToo := record("+491511234560", 1)
+	againToo.Ret, againToo.Original, againToo.MessageID = "FULL", orig, "<shared@x>"
+	mustAdd(t, s, again, againToo)
+	if againToo.DuplicateOf != recs[0].ID {
+		t.Fatalf("DuplicateOf %q", againToo.DuplicateOf)
+	}
+	for _, r := range append(recs, single) {
+		got, err := s.Original(mustGet(t, s, r.ID))
+		if err != nil || (r == single && string(got) != string(single.Original)) || (r != single && string(got) != string(orig)) {
+			t.Fatalf("Original(%s) = %d bytes, %v", r.ID, len(got), err)
+		}
+	}
+	// The second mail's one stored record keeps its own copy.
+	if keys := indexKeys(t, s, bucketOriginals); !slices.Equal(keys, []string{recs[0].ID, again.ID}) {
+		t.Fatalf("originals bucket %q, want %s and %s", keys, recs[0].ID, again.ID)
+	}
+	for i, r := range recs {
+		mustUpdate(t, s, r.ID, func(r *Record) error { r.State, r.ReportDone = Failed, true; return nil })
+		shared := slices.Contains(indexKeys(t, s, bucketOriginals), recs[0].ID)
+		if last := i == len(recs)-1; shared == last {
+			t.Fatalf("after %d of %d records reported, shared copy kept: %v", i+1, len(recs), shared)
+		}
+	}
+	mustUpdate(t, s, again.ID, func(r *Record) error { r.State = Failed; return nil })
+	if got, _ := s.Original(mustGet(t, s, again.ID)); string(got) != string(orig) {
+		t.Fatalf("final but unreported: original %d bytes", len(got))
+	}
+	if _, err := s.Cancel(single.ID, "x"); err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, s, again.ID, func(r *Record) error { r.ReportDone = true; return nil })
+	if keys := indexKeys(t, s, bucketOriginals); len(keys) != 0 {
+		t.Errorf("originals left after every record was reported: %q", keys)
 	}
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -123,6 +124,13 @@ type Record struct {
 	// ReceiptsBy is when a Submitted record stops waiting for receipts
 	// (set by the dispatcher): Due returns it then, to be ended.
 	ReceiptsBy time.Time `json:",omitzero"`
+
+	// OriginalRef names the one stored copy of Original when the records
+	// of one mail share it (RET=FULL to several recipients): Add stores it
+	// once, not once per recipient, and Original is then nil here; read it
+	// with Store.Original. The copy goes when the last record sharing it
+	// is final and reported.
+	OriginalRef string `json:",omitempty"`
 
 	// DuplicateOf is set by Add, instead of storing the record, when the
 	// same (MessageID, To) was accepted within Options.DedupWindow: it is
@@ -334,6 +342,7 @@ func (s *Store) Add(ctx context.Context, recs []*Record) error {
 	for i, r := range recs {
 		prepared[i] = s.prepare(r, now)
 	}
+	shared := shareOriginals(prepared)
 	dupOf := make([]string, len(recs))
 	err := s.w.do(func(tx *bolt.Tx) error {
 		if err := ctx.Err(); err != nil {
@@ -360,7 +369,7 @@ func (s *Store) Add(ctx context.Context, recs []*Record) error {
 				return err
 			}
 		}
-		return nil
+		return putOriginals(tx, shared, prepared, dupOf)
 	})
 	if err != nil {
 		return fmt.Errorf("store: add %d records: %w", len(recs), err)
@@ -373,6 +382,90 @@ func (s *Store) Add(ctx context.Context, recs []*Record) error {
 		*r = *prepared[i]
 	}
 	return nil
+}
+
+// shareOriginals finds the records that carry the same Original (smtpd
+// gives every recipient of a mail the same slice) and makes them refer to
+// one copy, keyed by the first one's id: a RET=FULL mail of 256 KiB to 100
+// recipients is stored once, not 100 times. It returns the copies by key.
+func shareOriginals(recs []*Record) map[string][]byte {
+	var shared map[string][]byte
+	for i, r := range recs {
+		if len(r.Original) == 0 || r.OriginalRef != "" {
+			continue
+		}
+		orig, key := r.Original, ""
+		for _, o := range recs[i+1:] {
+			if o.OriginalRef == "" && len(o.Original) == len(orig) &&
+				(&o.Original[0] == &orig[0] || bytes.Equal(o.Original, orig)) {
+				if key == "" {
+					key = r.ID
+					if shared == nil {
+						shared = make(map[string][]byte)
+					}
+					shared[key] = orig
+					r.Original, r.OriginalRef = nil, key
+				}
+				o.Original, o.OriginalRef = nil, key
+			}
+		}
+	}
+	return shared
+}
+
+// putOriginals stores each shared original once, counting the records
+// stored with it (a duplicate that Add did not store does not count).
+func putOriginals(tx *bolt.Tx, shared map[string][]byte, recs []*Record, dupOf []string) error {
+	for key, data := range shared {
+		n := 0
+		for i, r := range recs {
+			if r.OriginalRef == key && dupOf[i] == "" {
+				n++
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		v := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(data)), uint64(n))
+		if err := tx.Bucket(bucketOriginals).Put([]byte(key), append(v, data...)); err != nil {
+			return fmt.Errorf("original of %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// unrefOriginal drops one record's claim on a shared original, and the
+// copy with the last one.
+func unrefOriginal(tx *bolt.Tx, key string) error {
+	b := tx.Bucket(bucketOriginals)
+	v := b.Get([]byte(key))
+	n, w := binary.Uvarint(v)
+	if w <= 0 || n <= 1 {
+		return b.Delete([]byte(key))
+	}
+	nv := binary.AppendUvarint(nil, n-1)
+	return b.Put([]byte(key), append(nv, v[w:]...))
+}
+
+// Original returns the copy of the mail kept with rec for a report that
+// returns it whole (RET=FULL): rec.Original, or the copy shared with the
+// other recipients of the mail; nil if none is kept (any more).
+func (s *Store) Original(rec *Record) ([]byte, error) {
+	if rec.Original != nil || rec.OriginalRef == "" {
+		return rec.Original, nil
+	}
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketOriginals).Get([]byte(rec.OriginalRef))
+		if _, w := binary.Uvarint(v); w > 0 {
+			out = bytes.Clone(v[w:])
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: original of %s: %w", rec.ID, err)
+	}
+	return out, nil
 }
 
 // prepare returns a copy of r as Add stores it.
