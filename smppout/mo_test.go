@@ -1,6 +1,7 @@
 package smppout
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -90,4 +91,43 @@ func TestMO(t *testing.T) {
 	if s := c.Stats(); refused != 2 || s.HandlerErrors != 2 || s.MO != uint64(len(mos)) || len(st.parts) != len(mos) {
 		t.Fatalf("%d refused, stats %+v, %d parts stored; want 2 refused then all %d stored once", refused, s, len(st.parts), len(mos))
 	}
+}
+
+// FuzzNewMO feeds deliver_sm user data and sar_* TLVs from the SMSC (outside
+// input) through newMO and a Reassembler: no panic, a part always in range,
+// UDH and payload always the user data cut in two, and what Add returns as
+// complete always complete.
+func FuzzNewMO(f *testing.F) {
+	f.Add(byte(0x40), []byte{5, 0, 3, 7, 2, 1, 'a', 'b'}, []byte{0, 7}, byte(2), byte(1))
+	f.Add(byte(0x40), []byte{6, 8, 4, 1, 2, 2, 2, 'x'}, []byte{}, byte(0), byte(0))
+	f.Add(byte(0x00), []byte("plain"), []byte{1, 2}, byte(3), byte(3))
+	f.Add(byte(0x40), []byte{9, 0, 3}, []byte{1}, byte(255), byte(0))
+	f.Fuzz(func(t *testing.T, esm byte, ud, ref []byte, total, seq byte) {
+		r := NewReassembler(time.Minute)
+		now := time.Unix(0, 0)
+		// The same user data twice, and with its last octet as the
+		// sequence number, as a run of parts of one message would be.
+		for i := range 3 {
+			tlvs := map[uint16][]byte{wire.TagSARMsgRefNum: ref, wire.TagSARTotalSegments: {total}, wire.TagSARSegmentSeqnum: {seq + byte(i)}}
+			data := ud
+			if i == 2 && len(ud) > 0 {
+				data = append(bytes.Clone(ud[:len(ud)-1]), ud[len(ud)-1]+1)
+			}
+			m := newMO("deliver_sm", wire.SM{ESMClass: esm, SourceTON: 1, Source: "4915", ShortMessage: data, TLVMap: tlvs})
+			if p := m.Part; p != nil && (p.Total < 2 || p.Seq == 0 || p.Seq > p.Total) {
+				t.Fatalf("part out of range: %+v", *p)
+			}
+			if m.UDH != nil && !bytes.Equal(append(bytes.Clone(m.UDH), m.Payload...), data) {
+				t.Fatalf("UDH %x + payload %x is not the user data %x", m.UDH, m.Payload, data)
+			}
+			if a, done := r.Add(now, m); done && !a.Complete() {
+				t.Fatalf("Add returned an incomplete message: %+v", a)
+			}
+		}
+		for _, a := range r.Expire(now.Add(time.Hour)) {
+			if a.Complete() {
+				t.Fatalf("a complete message left pending: %+v", a)
+			}
+		}
+	})
 }

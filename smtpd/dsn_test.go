@@ -82,8 +82,13 @@ func TestDSNParametersStored(t *testing.T) {
 		if r.Notify != want[i].notify || r.ORcpt != want[i].orcpt {
 			t.Errorf("record %d: Notify %q ORcpt %q, want %q %q", i, r.Notify, r.ORcpt, want[i].notify, want[i].orcpt)
 		}
-		if r.Ret != "FULL" || r.EnvID != "QQ314159" || string(r.Original) != plainMail || r.NoReport != "" {
-			t.Errorf("record %d: Ret %q EnvID %q NoReport %q Original %q", i, r.Ret, r.EnvID, r.NoReport, r.Original)
+		// One copy of the mail for the three records (store.Original).
+		orig, err := ts.st.Original(r)
+		if r.Ret != "FULL" || r.EnvID != "QQ314159" || string(orig) != plainMail || err != nil || r.NoReport != "" {
+			t.Errorf("record %d: Ret %q EnvID %q NoReport %q Original %q, %v", i, r.Ret, r.EnvID, r.NoReport, orig, err)
+		}
+		if r.Original != nil || r.OriginalRef != recs[0].ID {
+			t.Errorf("record %d: its own copy (%d bytes), OriginalRef %q, want the shared one %q", i, len(r.Original), r.OriginalRef, recs[0].ID)
 		}
 	}
 }

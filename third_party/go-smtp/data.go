@@ -134,6 +134,12 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 				r.state = stateBeginLine
 				break
 			}
+			// smsbridge patch: a CR after a CR may start the line end
+			// (CR CR LF . CR LF ends the data, RFC 5321 4.1.1.4), as
+			// net/textproto's dotReader has it; upstream lost it.
+			if c == '\r' {
+				break
+			}
 			r.state = stateData
 		case stateData:
 			if c == '\r' {
