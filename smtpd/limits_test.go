@@ -110,6 +110,11 @@ func TestSequence(t *testing.T) {
 			{"EHLO client.test\r\n", "250"},
 			{"STARTTLS\r\n", "503 5.5.1"},
 		}},
+		// A syntax error, not a sequence error: 501 (go-smtp said 502).
+		{"AUTH without a mechanism", plain, false, []step{
+			{"EHLO client.test\r\n", "250"},
+			{"AUTH\r\n", "501 5.5.4"},
+		}},
 		// Not implemented, in any state: 502.
 		{"STARTTLS without TLS configured", plain, false, []step{
 			{"EHLO client.test\r\n", "250"},

@@ -836,7 +836,7 @@ func (c *Conn) handleAuth(arg string) {
 
 	parts := strings.Fields(arg)
 	if len(parts) == 0 {
-		c.writeResponse(502, EnhancedCode{5, 5, 4}, "Missing parameter")
+		c.writeResponse(501, EnhancedCode{5, 5, 4}, "Missing parameter") // smsbridge patch: a syntax error (RFC 5321 4.2.2), was 502
 		return
 	}
 
