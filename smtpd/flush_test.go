@@ -18,11 +18,7 @@ func TestPipelinedHangup(t *testing.T) {
 	ts := start(t, cfg, nil, plainSMTP)
 	c := envelopeTo(t, ts.addr)
 	c.send("RCPT TO:<x@example.com>\r\nRCPT TO:<bob@sms.test>\r\nRCPT TO:<+14155550123@example.com>\r\nDATA\r\nQUIT\r\n")
-	for _, want := range []string{"550 5.7.1", "550 5.1.3", "421 4.7.0", "EOF"} {
-		if r := c.reply(); !strings.HasPrefix(r, want) {
-			t.Fatalf("reply %q, want %q", r, want)
-		}
-	}
+	c.replies("550 5.7.1", "550 5.1.3", "421 4.7.0", "EOF")
 }
 
 // TestPipelinedMails: several mails on one connection, each a pipelined
@@ -47,11 +43,7 @@ func TestPipelinedMails(t *testing.T) {
 			t.Fatalf("mail %d: reply %q", i, r)
 		}
 	}
-	for _, want := range []string{"221 2.0.0", "EOF"} {
-		if r := c.reply(); !strings.HasPrefix(r, want) {
-			t.Fatalf("reply %q, want %q", r, want)
-		}
-	}
+	c.replies("221 2.0.0", "EOF")
 	if n := ts.records(t); n != 3 {
 		t.Fatalf("%d records", n)
 	}

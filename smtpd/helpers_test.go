@@ -180,6 +180,17 @@ func (c *raw) reply() string {
 	}
 }
 
+// replies reads one reply for each of wants, in order, and fails the test
+// unless each starts with its want ("EOF": the server closed).
+func (c *raw) replies(wants ...string) {
+	c.t.Helper()
+	for _, want := range wants {
+		if r := c.reply(); !strings.HasPrefix(r, want) {
+			c.t.Fatalf("reply %q, want %q", r, want)
+		}
+	}
+}
+
 func isReset(err error) bool {
 	return strings.Contains(err.Error(), "connection reset")
 }

@@ -127,17 +127,9 @@ func TestPipelining(t *testing.T) {
 	c := greeted(t, ts.addr)
 	c.expect("EHLO client.test", "250")
 	c.send("MAIL FROM:<a@x.test>\r\nRCPT TO:<+14155550123@sms.test>\r\nRCPT TO:<x@example.com>\r\nDATA\r\n")
-	for _, want := range []string{"250 2.0.0", "250 2.0.0", "550 5.7.1", "354"} {
-		if r := c.reply(); !strings.HasPrefix(r, want) {
-			t.Fatalf("reply %q, want %q", r, want)
-		}
-	}
+	c.replies("250 2.0.0", "250 2.0.0", "550 5.7.1", "354")
 	c.send(testMail + ".\r\nQUIT\r\n")
-	for _, want := range []string{"250 2.0.0 OK: queued as", "221 2.0.0"} {
-		if r := c.reply(); !strings.HasPrefix(r, want) {
-			t.Fatalf("reply %q, want %q", r, want)
-		}
-	}
+	c.replies("250 2.0.0 OK: queued as", "221 2.0.0")
 }
 
 // TestGracefulShutdown: during Shutdown a session in DATA finishes and gets
