@@ -82,6 +82,17 @@ func TestIdleTimeout(t *testing.T) {
 	if !c.closed() {
 		t.Fatal("connection left open")
 	}
+	// The same inside a BDAT chunk (go-smtp said 554, a permanent
+	// failure, for a client that was only slow).
+	c = envelopeTo(t, ts.addr)
+	c.expect("RCPT TO:<+14155550123@sms.test>", "250")
+	c.send("BDAT 100 LAST\r\nSubject: x\r\n\r\nhalf")
+	if r := c.reply(); !strings.HasPrefix(r, "421 4.4.2") {
+		t.Fatalf("idle in BDAT: %q", r)
+	}
+	if !c.closed() {
+		t.Fatal("connection left open after BDAT timeout")
+	}
 	// The rest of the body, had it come, is not read as commands.
 	c = greeted(t, ts.addr)
 	c.expect("EHLO client.test", "250")

@@ -83,15 +83,20 @@ func (s *session) Logout() error { return nil }
 func (s *session) fail(err *smtp.SMTPError) error {
 	if s.c.countError(s.srv.cfg.MaxErrors) {
 		s.srv.log.Warn("smtp too many errors", "client", s.remote, "last", err.Error())
-		s.c.hangupAfterReply()
-		return errTooManyErrors
+		return s.hangup(errTooManyErrors)
 	}
 	return err
 }
 
-// hangup gives err as the last reply of the connection.
+// hangup gives err as the last reply of the connection. Our go-smtp
+// closes the connection itself after a 421 (third_party/go-smtp, change 5),
+// once the command's replies are out; other codes need our conn to hang up
+// after the next write, which is this reply's: go-smtp flushes before it
+// reads the message, so nothing else is buffered then.
 func (s *session) hangup(err *smtp.SMTPError) error {
-	s.c.hangupAfterReply()
+	if err.Code != 421 {
+		s.c.hangupAfterReply()
+	}
 	return err
 }
 
@@ -412,6 +417,16 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		var reply error
 		if err := s.queue(env, []*store.Record{rec}, msgid); err != nil {
 			reply = err
+			if se, ok := err.(*smtp.SMTPError); ok && se.Code == 421 {
+				// The session ends with this reply: queue no more,
+				// and give the rest the same answer.
+				for _, r := range env.rcpts[i:] {
+					for _, a := range r.addrs {
+						status.SetStatus(a, err)
+					}
+				}
+				return nil
+			}
 		} else {
 			reply = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + rec.ID}
 		}

@@ -34,6 +34,7 @@ type Conn struct {
 	session    Session
 	locker     sync.Mutex
 	wlock      sync.Mutex // guards c.text.W, the buffered replies (flush.go)
+	closing    bool       // a 421 was written: close after this command (guarded by wlock)
 	binarymime bool
 
 	lineLimitReader *lineLimitReader
@@ -1091,6 +1092,16 @@ func (c *Conn) handleBdat(arg string) {
 
 	chunk := io.LimitReader(c.text.R, int64(size))
 	_, err = io.Copy(c.bdatPipe, chunk)
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		// smsbridge patch: the client went quiet inside a chunk. The
+		// connection is done and the mail not taken: a temporary 421, as
+		// for DATA, not the permanent 554 below (RFC 5321 4.2.5).
+		c.bdatPipe.CloseWithError(err)
+		c.writeResponse(421, EnhancedCode{4, 4, 2}, "Timeout reading the message: not queued, closing connection")
+		c.flushAndClose()
+		c.reset()
+		return
+	}
 	if err != nil {
 		// Backend might return an error early using CloseWithError without consuming
 		// the whole chunk.
@@ -1129,6 +1140,7 @@ func (c *Conn) handleBdat(arg string) {
 		}
 
 		c.reset()
+		c.flush() // smsbridge patch: the message's reply goes at once
 	} else {
 		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Continue")
 	}
@@ -1337,7 +1349,17 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 	c.text.W.WriteString(b.String())
 	if code == 421 { // closing the connection (RFC 5321 section 3.8)
 		c.flushLocked()
+		c.closing = true
 	}
+}
+
+// sent421 reports whether a 421 was written: the server then closes the
+// connection once the command that gave it is done (the other replies to
+// that command, such as LMTP's per-recipient ones, still go out).
+func (c *Conn) sent421() bool {
+	c.wlock.Lock()
+	defer c.wlock.Unlock()
+	return c.closing
 }
 
 func (c *Conn) writeError(code int, enhCode EnhancedCode, err error) {

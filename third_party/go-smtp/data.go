@@ -69,15 +69,6 @@ func newDataReader(c *Conn) *dataReader {
 }
 
 func (r *dataReader) Read(b []byte) (n int, err error) {
-	if r.limited {
-		if r.n <= 0 {
-			return 0, ErrDataTooLarge
-		}
-		if int64(len(b)) > r.n {
-			b = b[0:r.n]
-		}
-	}
-
 	// Code below is taken from net/textproto with only one modification to
 	// not rewrite CRLF -> LF.
 
@@ -91,6 +82,27 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		stateData             // reading data in middle of line
 		stateEOF              // reached .\r\n end marker line
 	)
+	if r.state == stateEOF {
+		return 0, io.EOF
+	}
+	if r.limited {
+		if r.n <= 0 {
+			// smsbridge patch: a message of exactly MaxMessageBytes is
+			// not too large; take its end marker (upstream refused it).
+			if r.state == stateBeginLine {
+				if p, err := r.r.Peek(3); err == nil && string(p) == ".\r\n" {
+					r.r.Discard(3)
+					r.state = stateEOF
+					return 0, io.EOF
+				}
+			}
+			return 0, ErrDataTooLarge
+		}
+		if int64(len(b)) > r.n {
+			b = b[0:r.n]
+		}
+	}
+
 	for n < len(b) && r.state != stateEOF {
 		var c byte
 		c, err = r.r.ReadByte()

@@ -138,3 +138,32 @@ func hasBare(b []byte) bool {
 	}
 	return false
 }
+
+// TestPatchDataReaderExactLimit: a message of exactly MaxMessageBytes is
+// taken (upstream refused it), one byte more is not, and nothing after the
+// end marker is read.
+func TestPatchDataReaderExactLimit(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		limit int64
+		want  error
+	}{
+		{"abc\r\n.\r\nNEXT", 5, nil},
+		{"abc\r\n.\r\nNEXT", 4, ErrDataTooLarge},
+		{"..b\r\n.\r\nNEXT", 4, nil}, // the stuffing dot does not count
+		{"abc\r\n..\r\n.\r\nNEXT", 5, ErrDataTooLarge},
+	} {
+		dr := &dataReader{r: bufio.NewReader(strings.NewReader(tc.in)), limited: true, n: tc.limit}
+		_, err := io.ReadAll(dr)
+		if err != tc.want {
+			t.Errorf("%q, limit %d: error %v, want %v", tc.in, tc.limit, err, tc.want)
+			continue
+		}
+		if rest, _ := io.ReadAll(dr.r); err == nil && string(rest) != "NEXT" {
+			t.Errorf("%q, limit %d: left %q", tc.in, tc.limit, rest)
+		}
+		if n, err := dr.Read(make([]byte, 8)); tc.want == nil && (n != 0 || err != io.EOF) {
+			t.Errorf("%q: a Read after the end gave %d, %v", tc.in, n, err)
+		}
+	}
+}

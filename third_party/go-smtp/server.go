@@ -186,6 +186,12 @@ func (s *Server) handleConn(c *Conn) error {
 			}
 
 			c.handle(cmd, arg)
+			if c.sent421() {
+				// smsbridge patch: a 421 closes the connection (RFC
+				// 5321 section 3.8); pipelined commands still buffered
+				// are not run.
+				return nil
+			}
 		} else {
 			if err == io.EOF || errors.Is(err, net.ErrClosed) {
 				return nil
