@@ -16,7 +16,7 @@ import (
 //	connect: over Config.MaxConnectionsPerIP           421 4.7.0 Too many connections from your address
 //	connect: server shutting down                      421 4.3.2 Service shutting down, try again later
 //	idle longer than IdleTimeout waiting for a command 421 4.4.2 Idle timeout (go-smtp)
-//	idle or ReadTimeout during DATA                    421 4.4.2 Timeout reading the message: not queued; hang up
+//	idle or ReadTimeout during DATA or a BDAT chunk    421 4.4.2 Timeout reading the message: not queued; hang up
 //	shutdown: session waiting for a command            421 4.4.2 (go-smtp's timeout reply), then close
 //	shutdown: MAIL/RCPT while draining                 421 4.3.2 Service shutting down; hang up
 //	Config.MaxErrors refusals in one session           421 4.7.0 Too many errors; hang up
