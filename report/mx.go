@@ -26,6 +26,10 @@ type MX struct {
 	Port string
 	// LookupMX defaults to net.DefaultResolver.LookupMX.
 	LookupMX func(ctx context.Context, domain string) ([]*net.MX, error)
+	// Pool, if set, keeps connections to the exchangers between reports
+	// (keyed by host, like the smarthost's): the reports of a busy sender
+	// domain share one session.
+	Pool *Pool
 }
 
 // Send implements Sender.
@@ -48,7 +52,7 @@ func (m MX) Send(ctx context.Context, rcpt string, msg []byte) error {
 	}
 	var errs []error
 	for _, h := range hosts {
-		s := SMTP{Addr: net.JoinHostPort(h, port), Helo: m.Helo, TLS: m.TLS, TLSConfig: m.TLSConfig}
+		s := SMTP{Addr: net.JoinHostPort(h, port), Helo: m.Helo, TLS: m.TLS, TLSConfig: m.TLSConfig, Pool: m.Pool}
 		err := s.Send(ctx, rcpt, msg)
 		if err == nil || IsPermanent(err) || ctx.Err() != nil {
 			return err

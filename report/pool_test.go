@@ -648,3 +648,22 @@ func BenchmarkSendReuse(b *testing.B) {
 		}
 	}
 }
+
+// TestMXPoolReuse: MX delivery with a Pool keeps the session to an
+// exchanger for the next report to the same domain.
+func TestMXPoolReuse(t *testing.T) {
+	addr, l := startHookSink(t, &hookSink{})
+	host, port, _ := net.SplitHostPort(addr)
+	m := MX{Helo: "gw.example", Port: port, Pool: NewPool(PoolConfig{}),
+		LookupMX: func(context.Context, string) ([]*net.MX, error) { return []*net.MX{{Host: host + ".", Pref: 10}}, nil }}
+	defer m.Pool.Close()
+	msg := buildBase(t)
+	for _, rcpt := range []string{"a@example.com", "b@example.com", "c@example.com"} {
+		if err := m.Send(ctx10s(t), rcpt, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := l.accepted(); n != 1 {
+		t.Errorf("%d connections for 3 reports, want 1", n)
+	}
+}

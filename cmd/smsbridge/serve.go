@@ -445,7 +445,8 @@ func (a *app) reportSender(host string) report.Sender {
 		return report.SMTP{Addr: c.Smarthost, Helo: host, TLS: report.TLSMode(c.SmarthostTLS), TLSConfig: a.smarthostTLS,
 			Username: c.SmarthostUsername, Password: c.SmarthostPassword, Pool: a.reportPool}
 	case c.ReportDelivery == "mx":
-		return report.MX{Helo: host, TLS: report.TLSMode(c.SmarthostTLS)}
+		a.reportPool = report.NewPool(report.PoolConfig{})
+		return report.MX{Helo: host, TLS: report.TLSMode(c.SmarthostTLS), Pool: a.reportPool}
 	}
 	return report.Outbox{Dir: filepath.Join(c.DataDir, "outbox")}
 }
