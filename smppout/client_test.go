@@ -414,3 +414,24 @@ func TestSimulatorKeepsBounded(t *testing.T) {
 		t.Errorf("kept %d messages and %d responses (bound 4), accepted %d of 10", n, m, sim.Accepted())
 	}
 }
+
+// TestSimulatorNoReceipts: with NoReceipts the simulator accepts submits
+// and sends no receipt, though registered_delivery asks for one.
+func TestSimulatorNoReceipts(t *testing.T) {
+	sim := startSim(t, smsctest.Config{NoReceipts: true})
+	got := make(chan Receipt, 1)
+	c := New(fastConfig(sim.Addr()), func(_ context.Context, r Receipt) error { got <- r; return nil }, nil)
+	runClient(t, c)
+	waitFor(t, "bind", c.Bound)
+	if _, err := c.Submit(ctxT(t), hello); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("receipt %+v", r)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if sim.Accepted() != 1 || sim.PendingReceipts() != 0 {
+		t.Fatalf("accepted %d, pending receipts %d", sim.Accepted(), sim.PendingReceipts())
+	}
+}

@@ -84,7 +84,7 @@ serve it as its SMSC, and --sink-listen to be its smarthost.
 	fs.IntVar(&o.size, "size", 0, "mail size in bytes, reached with a base64 attachment (0: the bare text, about 300 bytes)")
 	fs.IntVar(&o.rcpts, "rcpts", 1, "recipients per mail")
 	fs.StringVar(&o.mix, "mix", "gsm", "texts and weights: gsm (1 SMS), ucs2 (1 SMS), long (3 SMS), e.g. gsm:8,ucs2:1,long:1")
-	fs.BoolVar(&o.receipts, "receipts", true, "the simulator sends delivery receipts (in-process; off: receipts are held for a day)")
+	fs.BoolVar(&o.receipts, "receipts", true, "the simulator sends delivery receipts (off: none at all, records stay submitted)")
 	fs.DurationVar(&o.receiptDelay, "receipt-delay", 50*time.Millisecond, "simulator: delay from submit_sm to its receipt")
 	fs.StringVar(&o.reports, "reports", "sink", "in-process: where success reports go: sink (an SMTP smarthost in this process), outbox (.eml files), off (report_success off)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measuring time after the warm-up")
@@ -479,13 +479,10 @@ func startInProcess(ctx context.Context, o benchOptions, cfg Config, g *generato
 	fail := func(err error) (*benchTarget, error) { t.close(); return nil, err }
 
 	t.subs = &submitCounter{g: g}
-	delay := o.receiptDelay
-	if !o.receipts {
-		delay = 24 * time.Hour
-	}
 	sim := smsctest.New(smsctest.Config{
 		SystemID: "bench", Password: "bench",
-		ReceiptDelay: delay,
+		ReceiptDelay: o.receiptDelay,
+		NoReceipts:   !o.receipts,
 		MaxMessages:  1000, // the hook counts; keep little
 		OnSubmit:     t.subs.onSubmit,
 	})
@@ -615,12 +612,8 @@ func startExternal(o benchOptions, g *generator) (*benchTarget, error) {
 	}
 	if o.simListen != "" {
 		t.subs = &submitCounter{g: g}
-		delay := o.receiptDelay
-		if !o.receipts {
-			delay = 24 * time.Hour
-		}
 		sim := smsctest.New(smsctest.Config{SystemID: "bench", Password: "bench",
-			ReceiptDelay: delay, MaxMessages: 1000, OnSubmit: t.subs.onSubmit})
+			ReceiptDelay: o.receiptDelay, NoReceipts: !o.receipts, MaxMessages: 1000, OnSubmit: t.subs.onSubmit})
 		if err := sim.Start(o.simListen); err != nil {
 			return nil, err
 		}

@@ -70,6 +70,9 @@ func (s *Server) outcome(dest string) Outcome {
 // queueReceipt queues m's receipt if registered_delivery asks for one
 // (§5.2.17: 1 on final outcome, 2 on failure only).
 func (s *Server) queueReceipt(m Message) {
+	if s.cfg.NoReceipts {
+		return
+	}
 	o := s.outcome(m.Dest)
 	switch m.RegisteredDelivery & 0x03 {
 	case 1:

@@ -20,8 +20,12 @@ type Config struct {
 	SystemID     string // required system_id; "" accepts any
 	Password     string
 	ReceiptDelay time.Duration
-	Outcomes     []Outcome // first match wins; DELIVRD/000 when none matches
-	Log          *slog.Logger
+	// NoReceipts: no delivery receipt is ever sent, whatever
+	// registered_delivery asks (a benchmark of submits alone, without
+	// the cost of holding receipts back).
+	NoReceipts bool
+	Outcomes   []Outcome // first match wins; DELIVRD/000 when none matches
+	Log        *slog.Logger
 
 	// SubmitStatus, if set, may refuse a submit_sm: a non-zero status is
 	// sent in submit_sm_resp and the message is not recorded.
