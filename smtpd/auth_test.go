@@ -136,7 +136,7 @@ func TestAuthNeedsTLS(t *testing.T) {
 	}
 	c.expect("AUTH CRAM-MD5", "504 5.5.4")
 	c.expect("AUTH PLAIN "+b64("alice\x00secret"), "501 5.5.2")
-	c.expect("AUTH PLAIN "+plainAuth("alice", "secret"), "235 2.0.0")
+	c.expect("AUTH PLAIN "+plainAuth("alice", "secret"), "235 2.7.0")
 	c.expect("AUTH PLAIN "+plainAuth("alice", "secret"), "503 5.5.1")
 }
 
@@ -236,7 +236,7 @@ func TestWrongPasswords(t *testing.T) {
 	c.expect("EHLO client.test", "250")
 	c.startTLS()
 	c.expect("EHLO client.test", "250")
-	c.expect("AUTH PLAIN "+plainAuth("alice", "secret"), "235 2.0.0")
+	c.expect("AUTH PLAIN "+plainAuth("alice", "secret"), "235 2.7.0")
 }
 
 // TestSenderRules: a user's senders; a trusted network's listed senders.

@@ -26,13 +26,14 @@ import (
 //	STARTTLS with no Config.TLS                        502 5.5.1 TLS not supported (go-smtp)
 //	HELP, EXPN, TURN, SEND, SOML, SAML                 502 5.5.1 command not implemented (go-smtp)
 //	AUTH twice                                         503 5.5.1 Already authenticated (go-smtp)
-//	unknown command / syntax                           500 5.5.2, 501 5.5.2, 501 5.5.4 (go-smtp); the 4th: 500 5.5.1 and close
+//	unknown command / syntax                           500 5.5.2, 501 5.5.2, 501 5.5.4 (go-smtp); the 4th: 421 4.7.0 and close (patched)
+//	MAIL/RCPT parameter unknown or not implemented     555 5.5.4 (go-smtp, patched: RFC 5321 4.1.1.11)
 //	command line over MaxLineLength                    500 5.4.0 Too long line, closing connection (go-smtp)
 //	AUTH without TLS                                   538 5.7.11 Encryption required
 //	AUTH when no users are configured                  502 5.5.1 Authentication not enabled
 //	AUTH with another mechanism than PLAIN, LOGIN      504 5.5.4 Unrecognized authentication type
 //	AUTH malformed response                            501 5.5.2; bad base64: 454 4.7.0; "*": 501 5.0.0 (go-smtp)
-//	AUTH accepted                                      235 2.0.0 (go-smtp; RFC 4954 suggests 2.7.0)
+//	AUTH accepted                                      235 2.7.0 (go-smtp, patched: RFC 4954 section 6)
 //	STARTTLS handshake fails                           550 5.0.0 Handshake error (go-smtp)
 //	AUTH wrong user or password                        535 5.7.8 Authentication credentials invalid
 //	                                                   (after AuthSlowAfter failures from the client: delayed)
@@ -58,7 +59,7 @@ import (
 //	DATA over the segment cap with overflow=reject     550 5.3.4
 //	DATA unreadable                                    554 5.6.0
 //	DATA store commit failed                           451 4.3.0 not queued
-//	DATA accepted, every record committed              250 2.0.0 OK: queued as <ids>
+//	DATA accepted, every record committed              250 2.0.0 OK: queued as <ids> (as many as fit in 512 octets, then "and N more")
 //	LMTP DATA                                          one of the DATA replies per recipient
 //
 // Bad sequences (also MAIL or AUTH right after STARTTLS, before the new

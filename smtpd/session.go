@@ -396,12 +396,33 @@ func (s *session) Data(r io.Reader) error {
 	if err := s.queue(env, recs, msgid); err != nil {
 		return err
 	}
-	ids := make([]string, len(recs))
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: queuedAs(recs)}
+}
+
+// maxReplyText keeps "250 2.0.0 " + the text + CRLF within the 512 octets
+// of a reply line (RFC 5321 section 4.5.3.1.5).
+const maxReplyText = 512 - len("250 2.0.0 \r\n")
+
+// queuedAs is the text of the 250 to a message: the ids of its records, as
+// many as fit in one reply line, then how many more there are (the log
+// has every id with the mail's Message-ID).
+func queuedAs(recs []*store.Record) string {
+	var b strings.Builder
+	b.WriteString("OK: queued as")
 	for i, rec := range recs {
-		ids[i] = rec.ID
+		// Room for this id and, if others follow, for saying how many:
+		// the step before kept room for " and N more" from here.
+		need := 1 + len(rec.ID)
+		if rest := len(recs) - i - 1; rest > 0 {
+			need += len(fmt.Sprintf(" and %d more", rest))
+		}
+		if b.Len()+need > maxReplyText {
+			fmt.Fprintf(&b, " and %d more", len(recs)-i)
+			break
+		}
+		b.WriteString(" " + rec.ID)
 	}
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},
-		Message: "OK: queued as " + strings.Join(ids, " ")}
+	return b.String()
 }
 
 // LMTPData implements smtp.LMTPSession: each recipient is queued on its

@@ -236,3 +236,28 @@ func TestDuplicateMailGetsNoSecondSMS(t *testing.T) {
 		t.Errorf("another recipient of the same Message-ID was taken for a duplicate")
 	}
 }
+
+// TestQueuedAsFits: the 250 to a message for many recipients stays within
+// a 512-octet reply line (RFC 5321 section 4.5.3.1.5), listing the ids that
+// fit and how many more there are.
+func TestQueuedAsFits(t *testing.T) {
+	for _, n := range []int{1, 2, 18, 19, 20, 100, 1000} {
+		recs := make([]*store.Record, n)
+		for i := range recs {
+			recs[i] = &store.Record{ID: fmt.Sprintf("18ea399ae6bf0813%08x", i)}
+		}
+		text := queuedAs(recs)
+		if l := len("250 2.0.0 " + text + "\r\n"); l > 512 {
+			t.Errorf("%d records: reply of %d octets", n, l)
+		}
+		listed := strings.Count(text, "18ea399ae6bf0813")
+		more := 0
+		fmt.Sscanf(text[strings.LastIndex(text, " and ")+len(" and "):], "%d more", &more)
+		if !strings.Contains(text, " and ") {
+			more = 0
+		}
+		if listed+more != n || !strings.Contains(text, recs[0].ID) {
+			t.Errorf("%d records: %d listed + %d more in %q", n, listed, more, text)
+		}
+	}
+}

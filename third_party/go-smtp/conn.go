@@ -223,7 +223,8 @@ func (c *Conn) protocolError(code int, ec EnhancedCode, msg string) {
 
 	c.errCount++
 	if c.errCount > errThreshold {
-		c.writeResponse(500, EnhancedCode{5, 5, 1}, "Too many errors. Quiting now")
+		// smsbridge patch: closing the channel is 421 (RFC 5321 3.8), was 500.
+		c.writeResponse(421, EnhancedCode{4, 7, 0}, "Too many errors, closing connection")
 		c.flushAndClose()
 	}
 }
@@ -375,13 +376,13 @@ func (c *Conn) handleMail(arg string) {
 			opts.Size = int64(size)
 		case "SMTPUTF8":
 			if !c.server.EnableSMTPUTF8 {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "SMTPUTF8 is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "SMTPUTF8 is not implemented") // smsbridge patch: 555, RFC 5321 4.1.1.11 (was 504)
 				return
 			}
 			opts.UTF8 = true
 		case "REQUIRETLS":
 			if !c.server.EnableREQUIRETLS {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "REQUIRETLS is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "REQUIRETLS is not implemented") // smsbridge patch: 555, RFC 5321 4.1.1.11 (was 504)
 				return
 			}
 			opts.RequireTLS = true
@@ -390,7 +391,7 @@ func (c *Conn) handleMail(arg string) {
 			switch BodyType(value) {
 			case BodyBinaryMIME:
 				if !c.server.EnableBINARYMIME {
-					c.writeResponse(504, EnhancedCode{5, 5, 4}, "BINARYMIME is not implemented")
+					c.writeResponse(555, EnhancedCode{5, 5, 4}, "BINARYMIME is not implemented") // smsbridge patch: 555, RFC 5321 4.1.1.11 (was 504)
 					return
 				}
 				c.binarymime = true
@@ -403,7 +404,7 @@ func (c *Conn) handleMail(arg string) {
 			opts.Body = BodyType(value)
 		case "RET":
 			if !c.server.EnableDSN {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "RET is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "RET is not implemented") // smsbridge patch: 555, RFC 5321 4.1.1.11 (was 504)
 				return
 			}
 			value = strings.ToUpper(value)
@@ -417,7 +418,7 @@ func (c *Conn) handleMail(arg string) {
 			opts.Return = DSNReturn(value)
 		case "ENVID":
 			if !c.server.EnableDSN {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "ENVID is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "ENVID is not implemented") // smsbridge patch: 555, RFC 5321 4.1.1.11 (was 504)
 				return
 			}
 			value, err := decodeXtext(value)
@@ -444,7 +445,7 @@ func (c *Conn) handleMail(arg string) {
 			}
 			opts.Auth = &value
 		default:
-			c.writeResponse(500, EnhancedCode{5, 5, 4}, "Unknown MAIL FROM argument")
+			c.writeResponse(555, EnhancedCode{5, 5, 4}, "Unknown MAIL FROM argument") // smsbridge patch: 555, RFC 5321 4.1.1.11 (was 500)
 			return
 		}
 	}
@@ -719,7 +720,7 @@ func (c *Conn) handleRcpt(arg string) {
 		switch key {
 		case "NOTIFY":
 			if !c.server.EnableDSN {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "NOTIFY is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "NOTIFY is not implemented") // smsbridge patch: 555, RFC 5321 4.1.1.11 (was 504)
 				return
 			}
 			notify := []DSNNotify{}
@@ -733,7 +734,7 @@ func (c *Conn) handleRcpt(arg string) {
 			opts.Notify = notify
 		case "ORCPT":
 			if !c.server.EnableDSN {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "ORCPT is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "ORCPT is not implemented") // smsbridge patch: 555, RFC 5321 4.1.1.11 (was 504)
 				return
 			}
 			aType, aAddr, err := decodeTypedAddress(value)
@@ -745,7 +746,7 @@ func (c *Conn) handleRcpt(arg string) {
 			opts.OriginalRecipient = aAddr
 		case "RRVS":
 			if !c.server.EnableRRVS {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "RRVS is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "RRVS is not implemented") // smsbridge patch: 555, RFC 5321 4.1.1.11 (was 504)
 				return
 			}
 			value, _, _ = strings.Cut(value, ";") // discard the no-support action
@@ -757,7 +758,7 @@ func (c *Conn) handleRcpt(arg string) {
 			opts.RequireRecipientValidSince = rrvsTime
 		case "BY":
 			if !c.server.EnableDELIVERBY {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "DELIVERBY is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "DELIVERBY is not implemented") // smsbridge patch: 555, RFC 5321 4.1.1.11 (was 504)
 				return
 			}
 			deliverBy := parseDeliverByArgument(value)
@@ -774,7 +775,7 @@ func (c *Conn) handleRcpt(arg string) {
 			opts.DeliverBy = deliverBy
 		case "MT-PRIORITY":
 			if !c.server.EnableMTPRIORITY {
-				c.writeResponse(504, EnhancedCode{5, 5, 4}, "MT-PRIORITY is not implemented")
+				c.writeResponse(555, EnhancedCode{5, 5, 4}, "MT-PRIORITY is not implemented") // smsbridge patch: 555, RFC 5321 4.1.1.11 (was 504)
 				return
 			}
 			mtPriority, err := strconv.Atoi(value)
@@ -788,7 +789,7 @@ func (c *Conn) handleRcpt(arg string) {
 			}
 			opts.MTPriority = &mtPriority
 		default:
-			c.writeResponse(500, EnhancedCode{5, 5, 4}, "Unknown RCPT TO argument")
+			c.writeResponse(555, EnhancedCode{5, 5, 4}, "Unknown RCPT TO argument") // smsbridge patch: 555, RFC 5321 4.1.1.11 (was 500)
 			return
 		}
 	}
@@ -901,7 +902,7 @@ func (c *Conn) handleAuth(arg string) {
 		}
 	}
 
-	c.writeResponse(235, EnhancedCode{2, 0, 0}, "Authentication succeeded")
+	c.writeResponse(235, EnhancedCode{2, 7, 0}, "Authentication succeeded") // smsbridge patch: 2.7.0, RFC 4954 section 6 (was 2.0.0)
 	c.didAuth = true
 }
 

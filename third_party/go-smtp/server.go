@@ -180,7 +180,9 @@ func (s *Server) handleConn(c *Conn) error {
 		if err == nil {
 			cmd, arg, err := parseCmd(line)
 			if err != nil {
-				c.protocolError(501, EnhancedCode{5, 5, 2}, "Bad command")
+				// smsbridge patch: a verb that does not parse is an
+				// unrecognized command, 500 (RFC 5321 4.2.2); was 501.
+				c.protocolError(500, EnhancedCode{5, 5, 2}, "Syntax error, command unrecognized")
 				c.flush()
 				continue
 			}
