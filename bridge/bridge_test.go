@@ -143,8 +143,9 @@ func TestSubmitOutcomes(t *testing.T) {
 		wantAttempt int
 	}{
 		{"accepted and delivered", 0, 0, 0, store.Delivered, "2.0.0", "", 1},
-		{"invalid destination fails at once", 0x0B, -1, 0, store.Failed, "5.1.1", "", 0},
-		{"other permanent status fails at once", 0x61, -1, 0, store.Failed, "5.0.0", "", 0},
+		// The SMSC had the submit and refused it: one attempt.
+		{"invalid destination fails at once", 0x0B, -1, 0, store.Failed, "5.1.1", "", 1},
+		{"other permanent status fails at once", 0x61, -1, 0, store.Failed, "5.0.0", "", 1},
 		{"system error twice then accepted", 0x08, 2, 0, store.Delivered, "2.0.0", "retry", 3},
 		{"throttled twice pauses, no attempt lost", 0x58, 2, 0, store.Delivered, "2.0.0", "throttled", 1},
 		{"queue full twice pauses, no attempt lost", 0x14, 2, 0, store.Delivered, "2.0.0", "throttled", 1},

@@ -339,7 +339,9 @@ func (b *Bridge) submitSM(rec *store.Record, i int, rt *route) smppout.Submit {
 // recordSMSCID writes the SMSC id of segment i of record id, and returns
 // the record's state after it.
 func (b *Bridge) recordSMSCID(id string, i int, smscID string) (store.State, error) {
+	written := false // this call wrote the id (a parked receipt may follow it)
 	rec, err := b.st.Update(id, func(r *store.Record) error {
+		written = false
 		if i >= len(r.Segments) {
 			return fmt.Errorf("segment %d of %d", i+1, len(r.Segments))
 		}
@@ -357,15 +359,34 @@ func (b *Bridge) recordSMSCID(id string, i int, smscID string) (store.State, err
 		r.Events = append(r.Events, store.Event{At: b.cfg.Now(), What: "submitted",
 			Detail: fmt.Sprintf("seg %d/%d smsc_id=%s", i+1, len(r.Segments), smscID)})
 		b.markSubmitted(r)
+		written = r.Segments[i].Stat == ""
 		return nil
 	})
 	if err != nil {
 		return "", err
 	}
+	if written {
+		b.logParkedReceipt(rec, i)
+	}
 	if rec.State.Final() {
 		b.logFinal(rec)
 	}
 	return rec.State, nil
+}
+
+// logParkedReceipt logs, with the record id, a receipt that came before
+// segment i's submit_sm_resp and was applied when its id was written (the
+// store does that in the same transaction): segment i has a receipt now.
+func (b *Bridge) logParkedReceipt(rec *store.Record, i int) {
+	if i >= len(rec.Segments) {
+		return
+	}
+	seg := rec.Segments[i]
+	if seg.Stat == "" {
+		return
+	}
+	b.log.Info("receipt", "id", rec.ID, "smsc_id", seg.SMSCID, "stat", seg.Stat, "err", seg.Err,
+		"state", rec.State, "parked", true)
 }
 
 func allSubmitted(r *store.Record) bool {
@@ -386,7 +407,7 @@ func (b *Bridge) submitFailed(rec *store.Record, i int, err error, rt *route) {
 	switch {
 	case isStatus && !se.Temporary():
 		b.cfg.Metrics.submitErrors.WithLabelValues("permanent").Inc()
-		b.fail(rec.ID, store.Failed, submitStatus(se.Status), fmt.Sprintf("smpp; submit_sm command_status=0x%08X", se.Status))
+		b.failAttempt(rec.ID, store.Failed, submitStatus(se.Status), fmt.Sprintf("smpp; submit_sm command_status=0x%08X", se.Status))
 		return
 	case errors.Is(err, smppout.ErrInvalidSubmit):
 		// The PDU cannot be built (a bad address or sender id): no retry
@@ -482,9 +503,22 @@ func (b *Bridge) requeue(rec *store.Record, i int, cause error, routeName string
 // fail ends, as Failed or Expired, a record that the SMSC never fully
 // accepted.
 func (b *Bridge) fail(id string, state store.State, status, diag string) {
+	b.end(id, state, status, diag, false)
+}
+
+// failAttempt is fail for a record whose submit the SMSC refused for good:
+// that was an attempt, and it counts.
+func (b *Bridge) failAttempt(id string, state store.State, status, diag string) {
+	b.end(id, state, status, diag, true)
+}
+
+func (b *Bridge) end(id string, state store.State, status, diag string, attempted bool) {
 	rec, err := b.st.Update(id, func(r *store.Record) error {
 		if r.State.Final() {
 			return nil
+		}
+		if attempted {
+			r.Attempts++
 		}
 		r.State = state
 		r.FailStatus = status

@@ -507,6 +507,17 @@ func TestDemoMode(t *testing.T) {
 	if got := queue("--data-dir", cfg.DataDir, "--json", "show", ids[0]); !strings.Contains(got, `"what": "reported"`) {
 		t.Errorf("offline queue show:\n%s", got)
 	}
+	// Flags may come after the subcommand and its argument too.
+	if got := queue("list", "--state", "delivered", "--data-dir", cfg.DataDir); !strings.Contains(got, ids[0]) {
+		t.Errorf("queue list with flags after it:\n%s", got)
+	}
+	if got := queue("show", ids[0], "--json", "--data-dir", cfg.DataDir); !strings.Contains(got, `"what": "reported"`) {
+		t.Errorf("queue show with flags after it:\n%s", got)
+	}
+	var errOut strings.Builder
+	if status := runQueue([]string{"show", ids[0], "--state", "failed", "--data-dir", cfg.DataDir}, io.Discard, &errOut); status != 2 {
+		t.Errorf("show with a list filter: status %d, want 2", status)
+	}
 }
 
 func httpGet(t *testing.T, url string) string {

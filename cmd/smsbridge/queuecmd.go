@@ -26,12 +26,15 @@ const queueUsage = `usage: smsbridge queue [flags] list [--state S] [--to NUMBER
 
 Talks to a running server's admin API (--admin-addr, --token or
 SMSBRIDGE_ADMIN_TOKEN); with --data-dir it opens the store itself, which
-works only while the server is stopped (the file is locked).
+works only while the server is stopped (the file is locked). Flags may
+come before or after the subcommand.
 
 flags:
 `
 
-// runQueue is `smsbridge queue`.
+// runQueue is `smsbridge queue`. Flags may come before or after the
+// subcommand and its arguments (`queue list --data-dir D` as well as
+// `queue --data-dir D list`).
 func runQueue(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("queue", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -40,10 +43,23 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 	token := fs.String("token", os.Getenv("SMSBRIDGE_ADMIN_TOKEN"), "admin bearer token")
 	dataDir := fs.String("data-dir", "", "open the store in this directory instead (server stopped)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	if err := fs.Parse(args); err != nil {
+	filters := url.Values{}
+	for _, name := range []string{"state", "to", "from", "limit", "before", "since", "until"} {
+		fs.Func(name, "list: filter by "+name, func(v string) error { filters.Set(name, v); return nil })
+	}
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
 		return 2
 	}
-	if fs.NArg() < 1 {
+	if len(pos) < 1 {
+		fs.Usage()
+		return 2
+	}
+	cmd, rest := pos[0], pos[1:]
+	switch {
+	case cmd == "list" && len(rest) == 0 || cmd != "list" && len(filters) == 0 && len(rest) == 1 &&
+		(cmd == "show" || cmd == "retry" || cmd == "cancel"):
+	default:
 		fs.Usage()
 		return 2
 	}
@@ -53,16 +69,10 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer closeFn()
-	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	var out any
-	switch cmd {
-	case "list":
-		out, err = cl.list(rest)
-	case "show", "retry", "cancel":
-		if len(rest) != 1 {
-			fs.Usage()
-			return 2
-		}
+	if cmd == "list" {
+		out, err = cl.list(filters)
+	} else {
 		method, path := "GET", "/api/records/"+url.PathEscape(rest[0])
 		if cmd != "show" {
 			method, path = "POST", path+"/"+cmd
@@ -70,9 +80,6 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 		var d admin.RecordDetail
 		err = cl.call(method, path, &d)
 		out = d
-	default:
-		fs.Usage()
-		return 2
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "smsbridge queue:", err)
@@ -151,18 +158,27 @@ type recordList struct {
 	Next    string                `json:"next,omitempty"`
 }
 
-func (c *apiClient) list(args []string) (recordList, error) {
-	fs := flag.NewFlagSet("list", flag.ContinueOnError)
-	v := url.Values{}
-	for _, name := range []string{"state", "to", "from", "limit", "before", "since", "until"} {
-		fs.Func(name, "filter: "+name, func(s string) error { v.Set(name, s); return nil })
-	}
+func (c *apiClient) list(filters url.Values) (recordList, error) {
 	var out recordList
-	if err := fs.Parse(args); err != nil {
-		return out, err
-	}
-	err := c.call("GET", "/api/records?"+v.Encode(), &out)
+	err := c.call("GET", "/api/records?"+filters.Encode(), &out)
 	return out, err
+}
+
+// parseInterleaved parses args with fs, flags and positional arguments in
+// any order (flag.Parse stops at the first positional one), and returns
+// the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 func printQueue(w io.Writer, out any) {
