@@ -252,3 +252,20 @@ func TestLMTP(t *testing.T) {
 		t.Fatalf("counts %v", counts)
 	}
 }
+
+func TestClientGoneIsNotAWarning(t *testing.T) {
+	for _, tc := range []struct {
+		detail string
+		gone   bool
+	}{
+		{"write tcp 127.0.0.1:2525->127.0.0.1:5555: write: broken pipe", true},
+		{"read tcp 127.0.0.1:2525->127.0.0.1:5555: read: connection reset by peer", true},
+		{"accept tcp [::]:2525: use of closed network connection", true},
+		{"handler panicked: runtime error: index out of range", false},
+		{"accept tcp [::]:2525: accept4: too many open files", false},
+	} {
+		if got := clientGone(tc.detail); got != tc.gone {
+			t.Errorf("clientGone(%q) = %v, want %v", tc.detail, got, tc.gone)
+		}
+	}
+}

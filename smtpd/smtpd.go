@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -363,13 +364,28 @@ func (s *Server) trusted(a netip.Addr) bool {
 	return false
 }
 
-// slogAdapter routes go-smtp's internal error log to slog.
+// slogAdapter routes go-smtp's internal error log to slog: at WARN, but a
+// client that went away (a reset, a broken pipe, a closed connection) is
+// the client's business, logged at DEBUG.
 type slogAdapter struct{ log *slog.Logger }
 
-func (a slogAdapter) Printf(format string, v ...any) {
-	a.log.Warn("smtp server", "detail", fmt.Sprintf(format, v...))
+func (a slogAdapter) Printf(format string, v ...any) { a.print(fmt.Sprintf(format, v...)) }
+
+func (a slogAdapter) Println(v ...any) { a.print(fmt.Sprint(v...)) }
+
+func (a slogAdapter) print(detail string) {
+	level := slog.LevelWarn
+	if clientGone(detail) {
+		level = slog.LevelDebug
+	}
+	a.log.Log(context.Background(), level, "smtp server", "detail", detail)
 }
 
-func (a slogAdapter) Println(v ...any) {
-	a.log.Warn("smtp server", "detail", fmt.Sprint(v...))
+func clientGone(detail string) bool {
+	for _, s := range []string{"broken pipe", "connection reset by peer", "use of closed network connection"} {
+		if strings.Contains(detail, s) {
+			return true
+		}
+	}
+	return false
 }
