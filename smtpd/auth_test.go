@@ -136,6 +136,10 @@ func TestAuthNeedsTLS(t *testing.T) {
 	}
 	c.expect("AUTH CRAM-MD5", "504 5.5.4")
 	c.expect("AUTH PLAIN "+b64("alice\x00secret"), "501 5.5.2")
+	c.expect("AUTH PLAIN not-base64!", "501 5.5.2") // RFC 4954 section 4 (go-smtp said 454)
+	c.send("AUTH LOGIN\r\n")
+	c.reply()
+	c.expect("%%%", "501 5.5.2")
 	c.expect("AUTH PLAIN "+plainAuth("alice", "secret"), "235 2.7.0")
 	c.expect("AUTH PLAIN "+plainAuth("alice", "secret"), "503 5.5.1")
 }

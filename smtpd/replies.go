@@ -32,7 +32,7 @@ import (
 //	AUTH without TLS                                   538 5.7.11 Encryption required
 //	AUTH when no users are configured                  502 5.5.1 Authentication not enabled
 //	AUTH with another mechanism than PLAIN, LOGIN      504 5.5.4 Unrecognized authentication type
-//	AUTH malformed response                            501 5.5.2; bad base64: 454 4.7.0; "*": 501 5.0.0 (go-smtp)
+//	AUTH malformed response                            501 5.5.2; bad base64: 501 5.5.2 (patched, RFC 4954 4); "*": 501 5.0.0
 //	AUTH accepted                                      235 2.7.0 (go-smtp, patched: RFC 4954 section 6)
 //	STARTTLS handshake fails                           550 5.0.0 Handshake error (go-smtp)
 //	AUTH wrong user or password                        535 5.7.8 Authentication credentials invalid

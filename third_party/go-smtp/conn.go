@@ -855,7 +855,7 @@ func (c *Conn) handleAuth(arg string) {
 		var err error
 		ir, err = decodeSASLResponse(parts[1])
 		if err != nil {
-			c.writeResponse(454, EnhancedCode{4, 7, 0}, "Invalid base64 data")
+			c.writeResponse(501, EnhancedCode{5, 5, 2}, "Cannot Base64-decode client response") // smsbridge patch: RFC 4954 section 4 (was 454 4.7.0)
 			return
 		}
 	}
@@ -897,7 +897,7 @@ func (c *Conn) handleAuth(arg string) {
 
 		response, err = decodeSASLResponse(encoded)
 		if err != nil {
-			c.writeResponse(454, EnhancedCode{4, 7, 0}, "Invalid base64 data")
+			c.writeResponse(501, EnhancedCode{5, 5, 2}, "Cannot Base64-decode client response") // smsbridge patch: RFC 4954 section 4 (was 454 4.7.0)
 			return
 		}
 	}
