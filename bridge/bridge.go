@@ -110,7 +110,7 @@ type SMSC interface {
 // Store is what the dispatcher needs of the store.
 type Store interface {
 	Get(id string) (*store.Record, error)
-	Due(now time.Time, limit int) ([]*store.Record, time.Time, error)
+	DueExcept(now time.Time, limit int, skip func(id string) bool) ([]*store.Record, time.Time, error)
 	Update(id string, fn func(*store.Record) error) (*store.Record, error)
 	ApplyReceipt(rc store.Receipt) (*store.Record, bool, error)
 	Reportable(limit int) ([]*store.Record, error)

@@ -41,7 +41,7 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 			continue
 		}
 		now := b.cfg.Now()
-		recs, next, err := b.st.Due(now, dueBatch)
+		recs, next, err := b.st.DueExcept(now, dueBatch, b.inFlight)
 		if err != nil {
 			b.log.Error("dispatch: reading due records", "err", err)
 			wait(ctx, nil, time.Second)
@@ -124,7 +124,7 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 // validity. A long outage ends them on time, with their reports, instead
 // of when a bind comes back.
 func (b *Bridge) endOverdue(now time.Time) {
-	recs, _, err := b.st.Due(now, dueBatch)
+	recs, _, err := b.st.DueExcept(now, dueBatch, b.inFlight)
 	if err != nil {
 		b.log.Error("dispatch: reading due records", "err", err)
 		return
@@ -170,6 +170,13 @@ func (b *Bridge) claim(rec *store.Record) bool {
 	}
 	b.inflight[rec.ID], b.inflightTo[rec.To] = true, true
 	return true
+}
+
+// inFlight reports whether record id is claimed by a worker.
+func (b *Bridge) inFlight(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.inflight[id]
 }
 
 func (b *Bridge) release(rec *store.Record) {

@@ -610,6 +610,13 @@ func (s *Store) Update(id string, fn func(*Record) error) (*Record, error) {
 // after now when limit cut the list short, so the caller should ask again at
 // once.
 func (s *Store) Due(now time.Time, limit int) (recs []*Record, next time.Time, err error) {
+	return s.DueExcept(now, limit, nil)
+}
+
+// DueExcept is Due without the records whose id skip reports (nil: none),
+// which it neither reads nor counts toward limit: the dispatcher skips
+// the records it has in flight without decoding them on every pass.
+func (s *Store) DueExcept(now time.Time, limit int, skip func(id string) bool) (recs []*Record, next time.Time, err error) {
 	bound := timeKey(now)
 	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketDue).Cursor()
@@ -621,6 +628,9 @@ func (s *Store) Due(now time.Time, limit int) (recs []*Record, next time.Time, e
 			if string(k[:8]) > string(bound) || full(len(recs), limit) {
 				next = t
 				return nil
+			}
+			if skip != nil && skip(id) {
+				continue
 			}
 			rec, err := load(tx, id)
 			if err != nil {

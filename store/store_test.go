@@ -243,6 +243,31 @@ func TestDue(t *testing.T) {
 	}
 }
 
+// TestDueExcept: skipped ids are neither returned nor counted toward the
+// limit, so the records behind them come up.
+func TestDueExcept(t *testing.T) {
+	s, _ := openTemp(t, Options{Now: newClock().Now})
+	var all []string
+	for i := range 5 {
+		r := record("+491511234567", 1)
+		r.NextAttempt = t0.Add(time.Duration(i) * time.Second)
+		mustAdd(t, s, r)
+		all = append(all, r.ID)
+	}
+	skipped := map[string]bool{all[0]: true, all[2]: true}
+	asked := 0
+	recs, next, err := s.DueExcept(t0.Add(time.Hour), 2, func(id string) bool { asked++; return skipped[id] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(recs); !slices.Equal(got, []string{all[1], all[3]}) {
+		t.Errorf("DueExcept = %v, want %v", got, []string{all[1], all[3]})
+	}
+	if !next.Equal(t0.Add(4*time.Second)) || asked != 4 {
+		t.Errorf("next %v (want the fifth record's time), skip asked %d times (want 4)", next, asked)
+	}
+}
+
 func TestDueEmpty(t *testing.T) {
 	s, _ := openTemp(t, Options{})
 	recs, next, err := s.Due(time.Now(), 10)
