@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -414,7 +415,7 @@ func queuedAs(recs []*store.Record) string {
 		// the step before kept room for " and N more" from here.
 		need := 1 + len(rec.ID)
 		if rest := len(recs) - i - 1; rest > 0 {
-			need += len(fmt.Sprintf(" and %d more", rest))
+			need += len(" and  more") + len(strconv.Itoa(rest))
 		}
 		if b.Len()+need > maxReplyText {
 			fmt.Fprintf(&b, " and %d more", len(recs)-i)
