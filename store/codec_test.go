@@ -184,7 +184,7 @@ func TestMigrateLayout1(t *testing.T) {
 		t.Errorf("state %s", got.State)
 	}
 	var version string
-	s.db.View(func(tx *bolt.Tx) error { version = string(tx.Bucket(bucketMeta).Get(keyVersion)); return nil })
+	s.w.view(func(tx *txn) error { version = string(tx.Bucket(bucketMeta).Get(keyVersion)); return nil })
 	if version != layoutVersion {
 		t.Errorf("version %q", version)
 	}

@@ -96,18 +96,14 @@ func submit(prefix string) func(*Record) error {
 // grows by one per commit.
 func commits(t testing.TB, s *Store) int {
 	t.Helper()
-	var id int
-	if err := s.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	return id
+	return int(s.w.rounds.Load())
 }
 
 // indexKeys returns the keys of an index bucket, in order.
 func indexKeys(t testing.TB, s *Store, bucket []byte) []string {
 	t.Helper()
 	var keys []string
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.w.view(func(tx *txn) error {
 		return tx.Bucket(bucket).ForEach(func(k, _ []byte) error {
 			keys = append(keys, string(k))
 			return nil
@@ -133,4 +129,17 @@ func whats(evs []Event) []string {
 		out = append(out, e.What)
 	}
 	return out
+}
+
+// rawUpdate changes a closed store's file with bbolt itself.
+func rawUpdate(t testing.TB, path string, fn func(*bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(fn); err != nil {
+		t.Fatal(err)
+	}
 }

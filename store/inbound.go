@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Inbound is a mobile-originated message (MO): an SMS a phone sent to one
@@ -44,12 +42,8 @@ func (s *Store) AddMOPart(ctx context.Context, key string, part []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := s.w.do(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketMOParts)
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(key), part)
+	err := s.w.do(func(tx *txn) error {
+		return tx.Bucket(bucketMOParts).Put([]byte(key), part)
 	})
 	if err != nil {
 		return fmt.Errorf("store: add MO part: %w", err)
@@ -73,11 +67,8 @@ func (s *Store) CompleteInbound(ctx context.Context, in *Inbound, partKeys []str
 	if err != nil {
 		return fmt.Errorf("store: encode inbound: %w", err)
 	}
-	err = s.w.do(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketInbound)
-		if err != nil {
-			return err
-		}
+	err = s.w.do(func(tx *txn) error {
+		b := tx.Bucket(bucketInbound)
 		parts := tx.Bucket(bucketMOParts)
 		for _, k := range partKeys {
 			if parts == nil || parts.Get([]byte(k)) == nil {
@@ -111,7 +102,7 @@ var errJoined = errors.New("store: MO parts already joined")
 // reassembler needs at start.
 func (s *Store) MOParts() (map[string][]byte, error) {
 	out := map[string][]byte{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.w.view(func(tx *txn) error {
 		b := tx.Bucket(bucketMOParts)
 		if b == nil {
 			return nil
@@ -130,7 +121,7 @@ func (s *Store) MOParts() (map[string][]byte, error) {
 // ListInbound returns up to limit MO messages, newest first.
 func (s *Store) ListInbound(limit int) ([]*Inbound, error) {
 	var out []*Inbound
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.w.view(func(tx *txn) error {
 		b := tx.Bucket(bucketInbound)
 		if b == nil {
 			return nil

@@ -8,8 +8,6 @@ import (
 	"math"
 	"strings"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Buckets; the package doc describes their keys and values.
@@ -32,7 +30,8 @@ var (
 
 	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketDue, bucketSubmitting,
 		bucketSMSC, bucketReport, bucketFinal, bucketCounts, bucketDedup,
-		bucketRefs, bucketParked, bucketParkedAge, bucketReportDue, bucketDelay, bucketOriginals}
+		bucketRefs, bucketParked, bucketParkedAge, bucketReportDue, bucketDelay, bucketOriginals,
+		bucketInbound, bucketMOParts}
 
 	// droppedBuckets were in older layouts: layout 5 dropped the age
 	// indexes of dedup and refs (two more writes per record), and Purge
@@ -138,7 +137,7 @@ func snapshot(r *Record) before {
 // or report index.
 //
 // put writes nothing if it returns an ErrBadTransition error.
-func (s *Store) put(tx *bolt.Tx, old before, rec *Record, now time.Time) error {
+func (s *Store) put(tx *txn, old before, rec *Record, now time.Time) error {
 	if err := checkTransition(old.state, rec); err != nil {
 		return noWrite(fmt.Errorf("%s: %w", rec.ID, err))
 	}
@@ -206,7 +205,7 @@ func (s *Store) counted(st State, delta int64) {
 }
 
 // writeCounts adds the changes noted by counted to the counts bucket.
-func (s *Store) writeCounts(tx *bolt.Tx) error {
+func (s *Store) writeCounts(tx *txn) error {
 	for st, d := range s.deltas {
 		if d != 0 {
 			if err := count(tx, st, d); err != nil {
@@ -219,7 +218,7 @@ func (s *Store) writeCounts(tx *bolt.Tx) error {
 }
 
 // remove deletes rec (as stored) with its index entries and its count.
-func (s *Store) remove(tx *bolt.Tx, rec *Record) error {
+func (s *Store) remove(tx *txn, rec *Record) error {
 	if err := tx.Bucket(bucketRecords).Delete([]byte(rec.ID)); err != nil {
 		return fmt.Errorf("delete %s: %w", rec.ID, err)
 	}
@@ -239,7 +238,7 @@ func (s *Store) remove(tx *bolt.Tx, rec *Record) error {
 
 // count adds delta to the number of records in state st ("" is no state: a
 // record that does not exist).
-func count(tx *bolt.Tx, st State, delta int64) error {
+func count(tx *txn, st State, delta int64) error {
 	if st == "" {
 		return nil
 	}
@@ -257,7 +256,7 @@ func count(tx *bolt.Tx, st State, delta int64) error {
 
 // deleteEntry removes e if the index still holds it as e. An SMSC id reused by
 // another record points to that record now and is left alone.
-func deleteEntry(tx *bolt.Tx, e entry) error {
+func deleteEntry(tx *txn, e entry) error {
 	b := tx.Bucket(e.bucket)
 	if v := b.Get(e.key); v == nil || !bytes.Equal(v, e.val) {
 		return nil
@@ -278,7 +277,7 @@ func contains(es []entry, e entry) bool {
 }
 
 // load reads and decodes record id (a private copy).
-func load(tx *bolt.Tx, id string) (*Record, error) {
+func load(tx *txn, id string) (*Record, error) {
 	v := tx.Bucket(bucketRecords).Get([]byte(id))
 	if v == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)

@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // chunk is how many keys one transaction of Recover or Purge handles: small
@@ -23,7 +21,7 @@ var chunk = 500
 func (s *Store) Recover(now time.Time) (n int, err error) {
 	for {
 		var done int
-		err := s.w.do(func(tx *bolt.Tx) error {
+		err := s.w.do(func(tx *txn) error {
 			done = 0
 			c := tx.Bucket(bucketSubmitting).Cursor()
 			var keys []string
@@ -121,7 +119,7 @@ func (s *Store) Purge(ctx context.Context, now time.Time) (n int, err error) {
 			return n, fmt.Errorf("store: purge: %w", err)
 		}
 		var k int
-		err := s.w.do(func(tx *bolt.Tx) error {
+		err := s.w.do(func(tx *txn) error {
 			var err error
 			k, err = s.expireParked(tx, now, chunk)
 			return err
@@ -140,7 +138,7 @@ func (s *Store) Purge(ctx context.Context, now time.Time) (n int, err error) {
 // many drop counted. drop deletes what the key stands for; sweep deletes the
 // key.
 func (s *Store) sweep(ctx context.Context, bucket []byte, cutoff time.Time,
-	drop func(tx *bolt.Tx, t time.Time, rest []byte) (bool, error)) (int, error) {
+	drop func(tx *txn, t time.Time, rest []byte) (bool, error)) (int, error) {
 	bound := timeKey(cutoff)
 	n := 0
 	for {
@@ -148,7 +146,7 @@ func (s *Store) sweep(ctx context.Context, bucket []byte, cutoff time.Time,
 			return n, err
 		}
 		var seen, dropped int
-		err := s.w.do(func(tx *bolt.Tx) error {
+		err := s.w.do(func(tx *txn) error {
 			seen, dropped = 0, 0
 			var keys [][]byte
 			c := tx.Bucket(bucket).Cursor()
@@ -184,7 +182,7 @@ func (s *Store) sweep(ctx context.Context, bucket []byte, cutoff time.Time,
 }
 
 // purgeRecord deletes the record of a final index entry.
-func (s *Store) purgeRecord(tx *bolt.Tx, _ time.Time, id []byte) (bool, error) {
+func (s *Store) purgeRecord(tx *txn, _ time.Time, id []byte) (bool, error) {
 	rec, err := load(tx, string(id))
 	if err != nil {
 		return false, nil // a stray index entry: sweep deletes it
@@ -227,7 +225,7 @@ func (s *Store) scan(ctx context.Context, bucket []byte, stale func(v []byte) bo
 		}
 		var keys [][]byte
 		more := false
-		err := s.db.View(func(tx *bolt.Tx) error {
+		err := s.w.view(func(tx *txn) error {
 			c := tx.Bucket(bucket).Cursor()
 			k, v := c.First()
 			if after != nil {
@@ -250,7 +248,7 @@ func (s *Store) scan(ctx context.Context, bucket []byte, stale func(v []byte) bo
 		}
 		if len(keys) > 0 {
 			var deleted int
-			err := s.w.do(func(tx *bolt.Tx) error {
+			err := s.w.do(func(tx *txn) error {
 				deleted = 0
 				b := tx.Bucket(bucket)
 				for _, k := range keys {
@@ -279,7 +277,7 @@ func (s *Store) scan(ctx context.Context, bucket []byte, stale func(v []byte) bo
 // submitting index.
 func (s *Store) Submitting(limit int) ([]string, error) {
 	var ids []string
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.w.view(func(tx *txn) error {
 		c := tx.Bucket(bucketSubmitting).Cursor()
 		for k, _ := c.First(); k != nil && len(ids) < limit; k, _ = c.Next() {
 			ids = append(ids, string(k))

@@ -298,7 +298,7 @@ func TestRefs(t *testing.T) {
 		}
 	})
 	t.Run("wraps at 65536", func(t *testing.T) {
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.w.do(func(tx *txn) error {
 			v := append([]byte{0xFF, 0xFF}, timeKey(clk.Now())...)
 			return tx.Bucket(bucketRefs).Put([]byte(b), v)
 		})
@@ -613,7 +613,8 @@ func TestMigrateLayout4(t *testing.T) {
 	r := record("+491511234567", 1)
 	r.MessageID = "<m@x>"
 	mustAdd(t, s, r)
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	s.Close()
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
 		for _, b := range droppedBuckets {
 			if _, err := tx.CreateBucket(b); err != nil {
 				return err
@@ -621,11 +622,7 @@ func TestMigrateLayout4(t *testing.T) {
 		}
 		return tx.Bucket(bucketMeta).Put(keyVersion, []byte("4"))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s, err = Open(path, Options{})
+	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

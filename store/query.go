@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Query selects records for people: the admin API and `smsbridge queue`.
@@ -34,7 +32,7 @@ func (s *Store) Query(q Query) (recs []*Record, next string, err error) {
 		limit = 50
 	}
 	limit = min(limit, 1000)
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.w.view(func(tx *txn) error {
 		c := tx.Bucket(bucketRecords).Cursor()
 		k, v := c.Last()
 		if q.Before != "" {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // parkedScan is how many of the oldest parked receipts each park looks at for
@@ -26,7 +24,7 @@ func (s *Store) ApplyReceipt(rc Receipt) (rec *Record, matched bool, err error) 
 		return nil, false, errors.New("store: receipt without SMSC id")
 	}
 	now := s.opt.Now()
-	err = s.w.do(func(tx *bolt.Tx) error {
+	err = s.w.do(func(tx *txn) error {
 		// This may run more than once: start from scratch each time.
 		rec, matched = nil, false
 		ref := tx.Bucket(bucketSMSC).Get([]byte(rc.SMSCID))
@@ -46,7 +44,7 @@ func (s *Store) ApplyReceipt(rc Receipt) (rec *Record, matched bool, err error) 
 
 // applyIndexed applies rc to the segment that ref (an smscid index value)
 // points to, and returns the record as it is after the transaction.
-func (s *Store) applyIndexed(tx *bolt.Tx, ref []byte, rc Receipt, now time.Time) (*Record, error) {
+func (s *Store) applyIndexed(tx *txn, ref []byte, rc Receipt, now time.Time) (*Record, error) {
 	id, seg, err := splitSegRef(ref)
 	if err != nil {
 		return nil, err
@@ -118,7 +116,7 @@ func settle(rec *Record, now time.Time) {
 
 // applyParked applies the parked receipts for the SMSC ids that rec has and
 // old did not, then settles rec if any of them changed it.
-func (s *Store) applyParked(tx *bolt.Tx, old before, rec *Record, now time.Time) error {
+func (s *Store) applyParked(tx *txn, old before, rec *Record, now time.Time) error {
 	applied := false
 	for i, seg := range rec.Segments {
 		if seg.SMSCID == "" || (i < len(old.smscIDs) && old.smscIDs[i] == seg.SMSCID) {
@@ -147,7 +145,7 @@ type parked struct {
 // park keeps rc until a segment gets its SMSC id. A final receipt is not
 // replaced by an intermediate one for the same id. Each park also drops a
 // few expired entries.
-func (s *Store) park(tx *bolt.Tx, rc Receipt, now time.Time) error {
+func (s *Store) park(tx *txn, rc Receipt, now time.Time) error {
 	prev, err := getParked(tx, rc.SMSCID)
 	if err != nil {
 		return err
@@ -181,7 +179,7 @@ func (s *Store) park(tx *bolt.Tx, rc Receipt, now time.Time) error {
 }
 
 // getParked returns the parked receipt for smscID, or nil.
-func getParked(tx *bolt.Tx, smscID string) (*parked, error) {
+func getParked(tx *txn, smscID string) (*parked, error) {
 	v := tx.Bucket(bucketParked).Get([]byte(smscID))
 	if v == nil {
 		return nil, nil
@@ -195,7 +193,7 @@ func getParked(tx *bolt.Tx, smscID string) (*parked, error) {
 
 // unpark removes and returns the parked receipt for smscID, or nil. An
 // expired receipt not yet purged is still returned: it is as true as before.
-func unpark(tx *bolt.Tx, smscID string) (*parked, error) {
+func unpark(tx *txn, smscID string) (*parked, error) {
 	p, err := getParked(tx, smscID)
 	if p == nil || err != nil {
 		return nil, err
@@ -203,7 +201,7 @@ func unpark(tx *bolt.Tx, smscID string) (*parked, error) {
 	return p, deleteParked(tx, smscID, p)
 }
 
-func deleteParked(tx *bolt.Tx, smscID string, p *parked) error {
+func deleteParked(tx *txn, smscID string, p *parked) error {
 	if err := tx.Bucket(bucketParked).Delete([]byte(smscID)); err != nil {
 		return fmt.Errorf("unpark %s: %w", smscID, err)
 	}
@@ -215,7 +213,7 @@ func deleteParked(tx *bolt.Tx, smscID string, p *parked) error {
 
 // expireParked drops parked receipts parked more than ParkedMaxAge before
 // now, looking at no more than limit of the oldest (limit <= 0: all).
-func (s *Store) expireParked(tx *bolt.Tx, now time.Time, limit int) (int, error) {
+func (s *Store) expireParked(tx *txn, now time.Time, limit int) (int, error) {
 	cutoff := now.Add(-s.opt.ParkedMaxAge)
 	var expired [][]byte
 	c := tx.Bucket(bucketParkedAge).Cursor()
@@ -260,7 +258,7 @@ func (s *Store) expireParked(tx *bolt.Tx, now time.Time, limit int) (int, error)
 func (s *Store) PurgeParked() (int, error) {
 	now := s.opt.Now()
 	var n int
-	err := s.w.do(func(tx *bolt.Tx) error {
+	err := s.w.do(func(tx *txn) error {
 		var err error
 		n, err = s.expireParked(tx, now, 0)
 		return err
@@ -274,8 +272,8 @@ func (s *Store) PurgeParked() (int, error) {
 // Parked returns the number of receipts waiting for their SMSC id.
 func (s *Store) Parked() (int, error) {
 	var n int
-	err := s.db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketParked).Stats().KeyN
+	err := s.w.view(func(tx *txn) error {
+		n = tx.Bucket(bucketParked).KeyN()
 		return nil
 	})
 	if err != nil {

@@ -107,7 +107,8 @@ func TestMigrateLayout2(t *testing.T) {
 	q, f := record("+491511234567", 1), record("+491511234568", 1)
 	mustAdd(t, s, q, f)
 	mustUpdate(t, s, f.ID, func(r *Record) error { r.State = Failed; return nil })
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	s.Close()
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketReportDue, bucketDelay} {
 			if err := tx.DeleteBucket(b); err != nil {
 				return err
@@ -115,11 +116,7 @@ func TestMigrateLayout2(t *testing.T) {
 		}
 		return tx.Bucket(bucketMeta).Put(keyVersion, []byte("2"))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s, err = Open(path, Options{Now: clk.Now})
+	s, err := Open(path, Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -199,40 +200,69 @@ type Store struct {
 	db   *bolt.DB
 	opt  Options
 	ids  idGen
+	bids *bucketIDs
 	subs hub
 	w    writer
 
 	deltas map[State]int64 // state counts changed in the writer's transaction
 }
 
-// Open opens (creating if needed) the store file at path.
+// Open opens (creating if needed) the store file at path, and replays the
+// log beside it (path-wal.N) that a crash left (see wal.go).
 func Open(path string, opt Options) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, boltOptions())
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Store{db: db, opt: opt.withDefaults()}
-	if err := db.Update(s.initBuckets); err != nil {
+	s := &Store{db: db, opt: opt.withDefaults(), bids: newBucketIDs(allBuckets)}
+	var seq, gen uint64
+	err = db.Update(func(btx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := btx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		var err error
+		if seq, gen, _, err = replay(btx, path); err != nil {
+			return err
+		}
+		return s.initBuckets(&txn{ids: s.bids, base: btx})
+	})
+	if err == nil {
+		err = removeLogs(path)
+	}
+	if err == nil {
+		s.w.begin = func() { clear(s.deltas) }
+		s.w.end = s.writeCounts
+		err = s.w.start(db, path, s.bids, gen+1, seq)
+	}
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s.w.begin = func() { clear(s.deltas) }
-	s.w.end = s.writeCounts
-	s.w.start(db)
 	return s, nil
 }
 
-// initBuckets creates the buckets, checks the layout version (migrating an
-// older one) and primes the id generator with the newest id in the file.
-func (s *Store) initBuckets(tx *bolt.Tx) error {
-	for _, name := range allBuckets {
-		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return fmt.Errorf("create bucket %s: %w", name, err)
+// removeLogs deletes the log files beside path, once bbolt holds them.
+func removeLogs(path string) error {
+	gens, err := walFiles(path)
+	if err != nil {
+		return err
+	}
+	for _, g := range gens {
+		if err := os.Remove(walName(path, g)); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// initBuckets checks the layout version (migrating an older one) and primes
+// the id generator with the newest id in the file. tx is in direct mode.
+func (s *Store) initBuckets(tx *txn) error {
 	meta := tx.Bucket(bucketMeta)
 	switch v := meta.Get(keyVersion); {
-	case v == nil && tx.Bucket(bucketRecords).Stats().KeyN == 0:
+	case v == nil && tx.Bucket(bucketRecords).KeyN() == 0:
 	case v == nil, string(v) == "1", string(v) == "2", string(v) == "3":
 		if err := migrate(tx); err != nil {
 			return fmt.Errorf("migrate layout %q to %q: %w", v, layoutVersion, err)
@@ -243,10 +273,10 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 		return fmt.Errorf("layout version %q, want %q", v, layoutVersion)
 	}
 	for _, name := range droppedBuckets {
-		if tx.Bucket(name) == nil {
+		if tx.base.Bucket(name) == nil {
 			continue
 		}
-		if err := tx.DeleteBucket(name); err != nil {
+		if err := tx.base.DeleteBucket(name); err != nil {
 			return fmt.Errorf("drop bucket %s: %w", name, err)
 		}
 	}
@@ -261,12 +291,12 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 
 // migrate rebuilds the derived indexes from the records, giving final
 // records a FinalAt (their last event's time) if they have none.
-func migrate(tx *bolt.Tx) error {
+func migrate(tx *txn) error {
 	for _, name := range derivedBuckets {
-		if err := tx.DeleteBucket(name); err != nil {
+		if err := tx.base.DeleteBucket(name); err != nil {
 			return err
 		}
-		if _, err := tx.CreateBucket(name); err != nil {
+		if _, err := tx.base.CreateBucket(name); err != nil {
 			return err
 		}
 	}
@@ -308,8 +338,8 @@ func migrate(tx *bolt.Tx) error {
 // Close waits for the writes in progress and closes the file. Writes after
 // Close fail with ErrClosed.
 func (s *Store) Close() error {
-	s.w.stop()
-	if err := s.db.Close(); err != nil {
+	werr := s.w.stop()
+	if err := errors.Join(werr, s.db.Close()); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
 	return nil
@@ -344,7 +374,7 @@ func (s *Store) Add(ctx context.Context, recs []*Record) error {
 	}
 	shared := shareOriginals(prepared)
 	dupOf := make([]string, len(recs))
-	err := s.w.do(func(tx *bolt.Tx) error {
+	err := s.w.do(func(tx *txn) error {
 		if err := ctx.Err(); err != nil {
 			return noWrite(err)
 		}
@@ -415,7 +445,7 @@ func shareOriginals(recs []*Record) map[string][]byte {
 
 // putOriginals stores each shared original once, counting the records
 // stored with it (a duplicate that Add did not store does not count).
-func putOriginals(tx *bolt.Tx, shared map[string][]byte, recs []*Record, dupOf []string) error {
+func putOriginals(tx *txn, shared map[string][]byte, recs []*Record, dupOf []string) error {
 	for key, data := range shared {
 		n := 0
 		for i, r := range recs {
@@ -436,7 +466,7 @@ func putOriginals(tx *bolt.Tx, shared map[string][]byte, recs []*Record, dupOf [
 
 // unrefOriginal drops one record's claim on a shared original, and the
 // copy with the last one.
-func unrefOriginal(tx *bolt.Tx, key string) error {
+func unrefOriginal(tx *txn, key string) error {
 	b := tx.Bucket(bucketOriginals)
 	v := b.Get([]byte(key))
 	n, w := binary.Uvarint(v)
@@ -455,7 +485,7 @@ func (s *Store) Original(rec *Record) ([]byte, error) {
 		return rec.Original, nil
 	}
 	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.w.view(func(tx *txn) error {
 		v := tx.Bucket(bucketOriginals).Get([]byte(rec.OriginalRef))
 		if _, w := binary.Uvarint(v); w > 0 {
 			out = bytes.Clone(v[w:])
@@ -502,7 +532,7 @@ func dedupKey(r *Record) []byte {
 
 // duplicate returns the id of the record accepted within the dedup window
 // with r's MessageID, sender, user and To, or "".
-func (s *Store) duplicate(tx *bolt.Tx, r *Record, now time.Time) string {
+func (s *Store) duplicate(tx *txn, r *Record, now time.Time) string {
 	if s.opt.DedupWindow < 0 || r.MessageID == "" {
 		return ""
 	}
@@ -515,7 +545,7 @@ func (s *Store) duplicate(tx *bolt.Tx, r *Record, now time.Time) string {
 
 // remember enters r, accepted now, in the dedup index (replacing a stale
 // entry for the same key). Purge drops entries older than the window.
-func (s *Store) remember(tx *bolt.Tx, r *Record, now time.Time) error {
+func (s *Store) remember(tx *txn, r *Record, now time.Time) error {
 	if s.opt.DedupWindow < 0 || r.MessageID == "" {
 		return nil
 	}
@@ -528,7 +558,7 @@ func (s *Store) remember(tx *bolt.Tx, r *Record, now time.Time) error {
 // nextRef returns the next concatenation reference for destination to and
 // records it as the last one given, with the time (Purge drops counters
 // unused for the retention time).
-func nextRef(tx *bolt.Tx, to string, now time.Time) (uint16, error) {
+func nextRef(tx *txn, to string, now time.Time) (uint16, error) {
 	b := tx.Bucket(bucketRefs)
 	var ref uint16
 	if v := b.Get([]byte(to)); len(v) == 10 {
@@ -546,7 +576,7 @@ func nextRef(tx *bolt.Tx, to string, now time.Time) (uint16, error) {
 // Get returns the record with id, or ErrNotFound.
 func (s *Store) Get(id string) (*Record, error) {
 	var rec *Record
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.w.view(func(tx *txn) error {
 		var err error
 		rec, err = load(tx, id)
 		return err
@@ -572,7 +602,7 @@ func (s *Store) Get(id string) (*Record, error) {
 func (s *Store) Update(id string, fn func(*Record) error) (*Record, error) {
 	now := s.opt.Now()
 	var out *Record
-	err := s.w.do(func(tx *bolt.Tx) error {
+	err := s.w.do(func(tx *txn) error {
 		out = nil
 		rec, err := load(tx, id)
 		if err != nil {
@@ -618,7 +648,7 @@ func (s *Store) Due(now time.Time, limit int) (recs []*Record, next time.Time, e
 // the records it has in flight without decoding them on every pass.
 func (s *Store) DueExcept(now time.Time, limit int, skip func(id string) bool) (recs []*Record, next time.Time, err error) {
 	bound := timeKey(now)
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.w.view(func(tx *txn) error {
 		c := tx.Bucket(bucketDue).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			t, id, err := splitTimeKey(k)
@@ -677,7 +707,7 @@ func (s *Store) DelayDue(before time.Time, limit int) ([]*Record, time.Time, err
 // not load.
 func (s *Store) scanTimeIndex(bucket []byte, bound time.Time, limit int) (recs []*Record, next time.Time, err error) {
 	b := timeKey(bound)
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.w.view(func(tx *txn) error {
 		c := tx.Bucket(bucket).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			t, id, err := splitTimeKey(k)
@@ -712,7 +742,7 @@ func (s *Store) Reportable(limit int) ([]*Record, error) {
 // scanIndex loads the records whose ids are the keys of bucket, in key order.
 func (s *Store) scanIndex(bucket []byte, limit int) ([]*Record, error) {
 	var recs []*Record
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.w.view(func(tx *txn) error {
 		c := tx.Bucket(bucket).Cursor()
 		for k, _ := c.First(); k != nil && !full(len(recs), limit); k, _ = c.Next() {
 			rec, err := load(tx, string(k))
@@ -731,7 +761,7 @@ func (s *Store) scanIndex(bucket []byte, limit int) ([]*Record, error) {
 // not for the message path.
 func (s *Store) List(state State, limit int) ([]*Record, error) {
 	var recs []*Record
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.w.view(func(tx *txn) error {
 		c := tx.Bucket(bucketRecords).Cursor()
 		for k, v := c.First(); k != nil && !full(len(recs), limit); k, v = c.Next() {
 			rec, err := decode(v)
@@ -755,7 +785,7 @@ func (s *Store) List(state State, limit int) ([]*Record, error) {
 // reads one small bucket, not the records.
 func (s *Store) Counts() (map[State]int, error) {
 	counts := make(map[State]int)
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.w.view(func(tx *txn) error {
 		return tx.Bucket(bucketCounts).ForEach(func(k, v []byte) error {
 			if len(v) != 8 {
 				return fmt.Errorf("count of %q: bad value %x", k, v)

@@ -1,0 +1,286 @@
+package store
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The write-ahead log.
+//
+// Each round of the writer (writer.go) is one log record, appended to the
+// current log file and made durable with fdatasync before any of its calls
+// is answered: the log, not bbolt, is what makes a write durable. bbolt is
+// brought up to date by checkpoints, each of which copies the writes of
+// many rounds into one bbolt transaction (committed with fsync, as always),
+// where the four or five writes of one message's life collapse into their
+// final values. A bbolt commit writes every B-tree page it touches, so one
+// per round cost most of the writer's time; an append costs one sequential
+// write.
+//
+// Files are named <store file>-wal.<gen>, gen a decimal number that grows
+// by one at each checkpoint: the writer starts a new file, and the old one
+// is deleted once its checkpoint committed. A record is
+//
+//	length of payload (uint32) ‖ CRC-32C of seq ‖ payload (uint32) ‖ seq (uint64) ‖ payload
+//
+// all big-endian; seq numbers the rounds from 1 without gaps, across
+// files. The payload is a list of operations:
+//
+//	1 ‖ uvarint len ‖ bucket ‖ uvarint len ‖ key ‖ uvarint len ‖ value   (put)
+//	2 ‖ uvarint len ‖ bucket ‖ uvarint len ‖ key                        (delete)
+//
+// A checkpoint writes the seq of the last round it holds to the meta bucket
+// (key "wal_seq") in its own transaction. Open replays, in order, every
+// record after that seq, and stops at the first that is torn (short, or its
+// CRC does not match) or does not follow the one before: that round was
+// never acknowledged, since an answer waits for its fdatasync. Puts and
+// deletes set keys to values, so replaying a round bbolt already holds is
+// harmless too.
+
+var (
+	keyWALSeq  = []byte("wal_seq")
+	castagnoli = crc32.MakeTable(crc32.Castagnoli)
+)
+
+const (
+	opPut    = 1
+	opDelete = 2
+
+	walHeader = 16
+	// maxWALRecord bounds one record; a larger length is a torn header.
+	maxWALRecord = 1 << 30
+)
+
+// wal is the log file being appended to.
+type wal struct {
+	path string // the store file's; logs are path-wal.<gen>
+	f    *os.File
+	gen  uint64
+	seq  uint64 // of the last record written
+	size int64  // bytes in the current file
+}
+
+func walName(path string, gen uint64) string {
+	return path + "-wal." + strconv.FormatUint(gen, 10)
+}
+
+// walFiles returns the generations of the log files beside path, oldest
+// first.
+func walFiles(path string) ([]uint64, error) {
+	names, err := filepath.Glob(path + "-wal.*")
+	if err != nil {
+		return nil, err
+	}
+	var gens []uint64
+	for _, n := range names {
+		g, err := strconv.ParseUint(strings.TrimPrefix(n, path+"-wal."), 10, 64)
+		if err != nil {
+			continue // not ours
+		}
+		gens = append(gens, g)
+	}
+	slices.Sort(gens)
+	return gens, nil
+}
+
+// create starts log file gen, and makes its name durable.
+func (l *wal) create(gen uint64) error {
+	f, err := os.OpenFile(walName(l.path, gen), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("create log: %w", err)
+	}
+	if err := syncDir(filepath.Dir(l.path)); err != nil {
+		f.Close()
+		return fmt.Errorf("create log: %w", err)
+	}
+	if l.f != nil {
+		l.f.Close()
+	}
+	l.f, l.gen, l.size = f, gen, 0
+	return nil
+}
+
+// append writes one record holding payload and waits for it to be on disk.
+// buf has walHeader bytes free in front of payload.
+func (l *wal) append(buf []byte) error {
+	payload := buf[walHeader:]
+	seq := l.seq + 1
+	binary.BigEndian.PutUint32(buf[0:], uint32(len(payload)))
+	binary.BigEndian.PutUint64(buf[8:], seq)
+	crc := crc32.Update(crc32.Checksum(buf[8:16], castagnoli), castagnoli, payload)
+	binary.BigEndian.PutUint32(buf[4:], crc)
+	if _, err := l.f.Write(buf); err != nil {
+		return fmt.Errorf("write log: %w", err)
+	}
+	if err := fdatasync(l.f); err != nil {
+		return fmt.Errorf("sync log: %w", err)
+	}
+	l.seq = seq
+	l.size += int64(len(buf))
+	return nil
+}
+
+func (l *wal) close() error {
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// appendOp adds an operation to a payload.
+func appendOp(p []byte, op byte, bucket, k, v []byte) []byte {
+	p = append(p, op)
+	p = binary.AppendUvarint(p, uint64(len(bucket)))
+	p = append(p, bucket...)
+	p = binary.AppendUvarint(p, uint64(len(k)))
+	p = append(p, k...)
+	if op == opPut {
+		p = binary.AppendUvarint(p, uint64(len(v)))
+		p = append(p, v...)
+	}
+	return p
+}
+
+// errTorn ends a log: the rest was never acknowledged.
+var errTorn = errors.New("torn log record")
+
+// readRecord reads the next record of r.
+func readRecord(r io.Reader, hdr []byte) (seq uint64, payload []byte, err error) {
+	if _, err := io.ReadFull(r, hdr[:walHeader]); err != nil {
+		if err == io.EOF {
+			return 0, nil, io.EOF
+		}
+		return 0, nil, errTorn
+	}
+	n := binary.BigEndian.Uint32(hdr[0:])
+	if n > maxWALRecord {
+		return 0, nil, errTorn
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return 0, nil, errTorn
+	}
+	crc := crc32.Update(crc32.Checksum(hdr[8:16], castagnoli), castagnoli, payload)
+	if crc != binary.BigEndian.Uint32(hdr[4:]) {
+		return 0, nil, errTorn
+	}
+	return binary.BigEndian.Uint64(hdr[8:]), payload, nil
+}
+
+// applyOps applies a payload's operations to a bbolt transaction.
+func applyOps(btx *bolt.Tx, p []byte) error {
+	for len(p) > 0 {
+		op := p[0]
+		p = p[1:]
+		bucket, rest, err := field(p)
+		if err != nil {
+			return err
+		}
+		k, rest, err := field(rest)
+		if err != nil {
+			return err
+		}
+		b := btx.Bucket(bucket)
+		if b == nil {
+			return fmt.Errorf("log names unknown bucket %q", bucket)
+		}
+		switch op {
+		case opPut:
+			var v []byte
+			if v, rest, err = field(rest); err != nil {
+				return err
+			}
+			err = b.Put(k, v)
+		case opDelete:
+			err = b.Delete(k)
+		default:
+			return fmt.Errorf("log has unknown operation %d", op)
+		}
+		if err != nil {
+			return err
+		}
+		p = rest
+	}
+	return nil
+}
+
+func field(p []byte) (f, rest []byte, err error) {
+	n, w := binary.Uvarint(p)
+	if w <= 0 || uint64(len(p)-w) < n {
+		return nil, nil, errors.New("malformed log operation")
+	}
+	return p[w : w+int(n)], p[w+int(n):], nil
+}
+
+// replay applies to btx, in order, the rounds of the log files beside path
+// that follow the checkpoint btx holds, and records the last one as
+// checkpointed. It returns the last seq and the newest generation seen.
+func replay(btx *bolt.Tx, path string) (seq, gen uint64, rounds int, err error) {
+	meta := btx.Bucket(bucketMeta)
+	if v := meta.Get(keyWALSeq); len(v) == 8 {
+		seq = binary.BigEndian.Uint64(v)
+	}
+	gens, err := walFiles(path)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	hdr := make([]byte, walHeader)
+	torn := false
+	for _, g := range gens {
+		gen = g
+		if torn {
+			continue // after a torn record nothing was acknowledged
+		}
+		f, err := os.Open(walName(path, g))
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("replay log: %w", err)
+		}
+		r := bufio.NewReaderSize(f, 1<<20)
+		for {
+			s, payload, err := readRecord(r, hdr)
+			if err == io.EOF {
+				break
+			}
+			if err != nil || (s > seq+1) {
+				torn = true
+				break
+			}
+			if s <= seq {
+				continue // checkpointed already
+			}
+			if err := applyOps(btx, payload); err != nil {
+				f.Close()
+				return 0, 0, 0, fmt.Errorf("replay log %d round %d: %w", g, s, err)
+			}
+			seq = s
+			rounds++
+		}
+		f.Close()
+	}
+	if err := meta.Put(keyWALSeq, binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+		return 0, 0, 0, err
+	}
+	return seq, gen, rounds, nil
+}
