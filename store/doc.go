@@ -62,14 +62,31 @@
 // # Writes and durability
 //
 // Every write (Add, Update, ApplyReceipt, Cancel, Recover, Purge) is handed
-// to one writer goroutine, which runs every write waiting in one bbolt
-// transaction and commits it with fsync (group commit; see writer.go). A
-// write alone is committed at once; writes that arrive during a commit share
-// the next one. There is no batching timer and no NoSync. A write returns
-// only after its commit is on disk.
+// to one writer goroutine, which runs every write waiting in one round,
+// appends what the round changed to a write-ahead log beside the bbolt file
+// (smsbridge.db-wal.N) and fdatasyncs it (group commit; see writer.go and
+// wal.go). A write alone is logged at once; writes that arrive meanwhile
+// share the next round. There is no batching timer and no NoSync. A write
+// returns only after its log record is on disk.
 //
-// Because a shared transaction is run again without a write that failed in
-// it, the function given to Update may run more than once, each time on a
+// The changes also go into an in-memory overlay that every read and write
+// sees above bbolt (kv.go). Checkpoints copy the overlay into bbolt in one
+// transaction, committed with fsync, every 4 MiB of log or every second,
+// in the background; then the log file goes. Four or five writes of one
+// message collapse there into one, and bbolt commits a few times a second
+// instead of once per round. Open replays the log a crash left (every
+// round after the last checkpoint, up to the first torn record, which was
+// never acknowledged) into bbolt before anything else; Close checkpoints
+// everything, so a cleanly closed store is the bbolt file alone. A failed
+// log write or checkpoint stops every later write with its error: after a
+// failed fdatasync nobody knows what the file holds, and Open's replay is
+// the way back.
+//
+// Reads (Get, Due, the lists) see what the last durable round left: never
+// a round still being written, nor one being undone.
+//
+// Because a shared round is run again without a write that failed in it
+// (the round is undone first), the function given to Update may run more than once, each time on a
 // fresh copy of the record read inside the transaction: it must only change
 // the record. Add fixes ids and times before its transaction and reads
 // references and duplicates inside it, and changes the caller's records only
@@ -129,7 +146,8 @@
 // Buckets in the file (ids are 24 lowercase hex digits, see newID; times are
 // 8 bytes that sort like the time, see timeKey):
 //
-//	meta        "version" → "5"
+//	meta        "version" → "5"; "wal_seq" → the last log round bbolt holds
+//	            (8 bytes, big-endian)
 //	records     id → record (binary, see codec.go; JSON from layout 1 is read too)
 //	due         NextAttempt ‖ id → ""                         (State == Queued)
 //	submitting  id → ""                                       (State == Submitting)
@@ -149,7 +167,7 @@
 //	parked      SMSC message id → parked receipt, JSON-encoded
 //	parked_age  parked time ‖ SMSC message id → ""
 //
-// Every index and count is written in the same transaction as its record
+// Every index and count is written in the same round as its record
 // (see Store.put), so they never disagree after a crash. Start-up reads no
 // record: Due, Recover and Counts read their index or bucket. A layout 1 file
 // (JSON records, fewer buckets) is migrated by Open, which rebuilds the

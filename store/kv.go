@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/btree"
 	bolt "go.etcd.io/bbolt"
@@ -24,20 +25,55 @@ import (
 // A tx in direct mode has no overlay: it reads and writes bbolt (Open uses
 // it for migrations, replay and checkpoints).
 
-// item is a key of an overlay: bucket id ‖ key, and its value, or a
-// tombstone if del.
+// item is the value of a key in an overlay, or its tombstone.
 type item struct {
-	k, v []byte
-	del  bool
+	v   []byte
+	del bool
 }
 
-func itemLess(a, b item) bool { return bytes.Compare(a.k, b.k) < 0 }
+// overlay holds the writes of many rounds: the items by key (bucket id ‖
+// key) for lookups, and the keys in order for cursors. Lookups and
+// replacements, most of the writer's work, cost a map access; only a new
+// key touches the B-tree.
+type overlay struct {
+	m    map[string]item
+	keys *btree.BTreeG[string]
+}
 
-type overlay = btree.BTreeG[item]
+func newOverlay() *overlay {
+	return &overlay{
+		m:    make(map[string]item),
+		keys: btree.NewG(32, func(a, b string) bool { return a < b }),
+	}
+}
 
-// newOverlay returns an empty overlay. The degree suits small keys: it
-// keeps nodes within a few cache lines' worth of item headers.
-func newOverlay() *overlay { return btree.NewG(16, itemLess) }
+func (o *overlay) get(k []byte) (item, bool) {
+	it, ok := o.m[string(k)]
+	return it, ok
+}
+
+// set sets k and returns what it replaced.
+func (o *overlay) set(k []byte, it item) (old item, had bool) {
+	if old, had = o.m[string(k)]; had {
+		o.m[string(k)] = it
+		return old, true
+	}
+	ks := string(k)
+	o.m[ks] = it
+	o.keys.ReplaceOrInsert(ks)
+	return item{}, false
+}
+
+// unset removes k altogether (undoing its set).
+func (o *overlay) unset(k []byte) {
+	delete(o.m, string(k))
+	o.keys.Delete(string(k))
+}
+
+// ascend calls fn on each key in order.
+func (o *overlay) ascend(fn func(k string, it item) bool) {
+	o.keys.Ascend(func(k string) bool { return fn(k, o.m[k]) })
+}
 
 // bucketIDs numbers the buckets for overlay keys; ids are not stored
 // anywhere (the log names buckets).
@@ -64,6 +100,7 @@ type txn struct {
 	// direct mode (where base is writable).
 	w        *round
 	onCommit []func()
+	gen      uint64 // writes so far, for cursors
 	scratch  []byte
 	buckets  []*bucket // by id, opened on first use
 }
@@ -123,12 +160,12 @@ func (b *bucket) Get(k []byte) []byte {
 	if b.t.layers == nil {
 		return b.b.Get(k)
 	}
-	probe := item{k: b.key(k)}
+	probe := b.key(k)
 	for _, o := range b.t.layers {
 		if o == nil {
 			continue
 		}
-		if it, ok := o.Get(probe); ok {
+		if it, ok := o.get(probe); ok {
 			if it.del {
 				return nil
 			}
@@ -148,15 +185,14 @@ func (b *bucket) Put(k, v []byte) error {
 	case len(k) == 0:
 		return errors.New("store: empty key")
 	}
-	buf := make([]byte, 1+len(k)+len(v))
-	buf[0] = b.id
-	copy(buf[1:], k)
-	copy(buf[1+len(k):], v)
-	b.t.w.set(b, item{k: buf[:1+len(k)], v: buf[1+len(k):]})
+	b.t.w.set(b, k, item{v: append(make([]byte, 0, len(v)), v...)})
 	return nil
 }
 
-// Delete removes k; a key that is not there is no error.
+// Delete removes k; a key that is not there is no error. A key that only
+// the active overlay holds leaves it, with no tombstone: keys that live a
+// few rounds (an index entry of a message's short life) never reach bbolt,
+// and cursors need not step over them.
 func (b *bucket) Delete(k []byte) error {
 	switch {
 	case b.t.layers == nil:
@@ -167,11 +203,27 @@ func (b *bucket) Delete(k []byte) error {
 	if b.Get(k) == nil {
 		return nil
 	}
-	full := make([]byte, 1+len(k))
-	full[0] = b.id
-	copy(full[1:], k)
-	b.t.w.set(b, item{k: full, del: true})
+	if b.heldBelow(k) {
+		b.t.w.set(b, k, item{del: true})
+	} else {
+		b.t.w.remove(b, k)
+	}
 	return nil
+}
+
+// heldBelow reports whether k has a value under the active overlay, which
+// a tombstone must hide.
+func (b *bucket) heldBelow(k []byte) bool {
+	probe := b.key(k)
+	for _, o := range b.t.layers[1:] {
+		if o == nil {
+			continue
+		}
+		if it, ok := o.get(probe); ok {
+			return !it.del
+		}
+	}
+	return b.b.Get(k) != nil
 }
 
 // ForEach calls fn for each key in order; fn must not write to b.
@@ -199,37 +251,62 @@ func (b *bucket) KeyN() int {
 }
 
 // Cursor returns a cursor over the bucket's keys. Writes to the bucket
-// while it is open are allowed: each move starts from the key the cursor is
-// on, not from a position in a page.
+// while it is open are allowed: the next move starts again from the key the
+// cursor is on.
 func (b *bucket) Cursor() *cursor {
-	return &cursor{b: b, bc: b.b.Cursor()}
+	c := &cursor{b: b, bc: b.b.Cursor()}
+	for _, o := range b.t.layers {
+		if o != nil {
+			c.its = append(c.its, &ovIter{o: o, id: b.id})
+		}
+	}
+	return c
 }
 
-// cursor walks a bucket in key order over every layer.
+// cursor walks a bucket in key order over every layer: a merge of a bbolt
+// cursor and one iterator per overlay, each kept on its next key, so that a
+// step costs a comparison per layer, and a run of deleted keys costs a
+// step each, not a search each.
 type cursor struct {
 	b   *bucket
 	bc  *bolt.Cursor
-	cur []byte // the key the cursor is on; nil before the first move
+	its []*ovIter // newest layer first
+	fwd bool
+	bk  []byte // the bbolt cursor's next key in the direction, nil at the end
+	bv  []byte
+	cur []byte // the key the cursor is on; nil before the first move and at the end
+	gen uint64 // the tx's write count when the iterators were placed
 }
 
-func (c *cursor) First() ([]byte, []byte)        { return c.forward(nil, true) }
-func (c *cursor) Seek(k []byte) ([]byte, []byte) { return c.forward(k, true) }
-func (c *cursor) Last() ([]byte, []byte)         { return c.backward(nil, true) }
+func (c *cursor) First() ([]byte, []byte)        { return c.place(nil, true, true) }
+func (c *cursor) Seek(k []byte) ([]byte, []byte) { return c.place(k, true, true) }
+func (c *cursor) Last() ([]byte, []byte)         { return c.place(nil, true, false) }
 
 // Next moves past the current key; after the end it stays there.
-func (c *cursor) Next() ([]byte, []byte) {
-	if c.cur == nil {
-		return nil, nil
-	}
-	return c.forward(c.cur, false)
-}
+func (c *cursor) Next() ([]byte, []byte) { return c.move(true) }
 
 // Prev moves before the current key.
-func (c *cursor) Prev() ([]byte, []byte) {
+func (c *cursor) Prev() ([]byte, []byte) { return c.move(false) }
+
+func (c *cursor) move(fwd bool) ([]byte, []byte) {
 	if c.cur == nil {
 		return nil, nil
 	}
-	return c.backward(c.cur, false)
+	if c.b.t.layers == nil {
+		var k, v []byte
+		if fwd {
+			k, v = c.bc.Next()
+		} else {
+			k, v = c.bc.Prev()
+		}
+		c.setCur(k)
+		return k, v
+	}
+	if fwd != c.fwd || c.gen != c.b.t.gen {
+		// A turn, or writes since the iterators were placed.
+		return c.place(c.cur, false, fwd)
+	}
+	return c.merge()
 }
 
 // Delete removes the key the cursor is on; Next and Prev go on from it.
@@ -243,40 +320,98 @@ func (c *cursor) Delete() error {
 	return c.b.Delete(c.cur)
 }
 
-// forward moves to the first key after from (or at it if incl; from nil is
-// the start) that is not deleted.
-func (c *cursor) forward(from []byte, incl bool) ([]byte, []byte) {
-	if c.b.t.layers == nil {
-		k, v := c.boltForward(from, incl)
-		c.setCur(k)
-		return k, v
+// place puts every source on its first key from from in the direction
+// (from nil: the start or the end; incl: from itself counts), then merges.
+func (c *cursor) place(from []byte, incl, fwd bool) ([]byte, []byte) {
+	c.fwd = fwd
+	if fwd {
+		c.bk, c.bv = c.boltForward(from, incl)
+	} else {
+		c.bk, c.bv = c.boltBackward(from, incl)
 	}
+	if c.b.t.layers == nil {
+		c.setCur(c.bk)
+		return c.bk, c.bv
+	}
+	for _, it := range c.its {
+		it.place(from, incl, fwd)
+	}
+	c.gen = c.b.t.gen
+	return c.merge()
+}
+
+// merge takes the nearest key of all sources, what the newest layer holding
+// it says of it, and moves every source holding it on; deleted keys are
+// skipped.
+func (c *cursor) merge() ([]byte, []byte) {
 	for {
-		k, v, del := c.step(from, incl, true)
-		if k == nil || !del {
-			c.setCur(k)
-			return k, v
+		var k []byte // nearest key
+		var ok string
+		src := -2 // -1: bbolt; i: c.its[i]
+		if c.bk != nil {
+			k, src = c.bk, -1
 		}
-		from, incl = k, false
+		for i := len(c.its) - 1; i >= 0; i-- { // oldest first: newer win ties
+			key, has := c.its[i].peek()
+			if !has {
+				continue
+			}
+			if src == -2 || c.before(key[1:], k, ok) || c.equal(key[1:], k, ok) {
+				k, ok, src = nil, key[1:], i
+			}
+		}
+		if src == -2 {
+			c.cur = nil
+			return nil, nil
+		}
+		var key, val []byte
+		del := false
+		if src == -1 {
+			key, val = k, c.bv
+		} else {
+			it := c.its[src].o.m[c.its[src].keys[c.its[src].pos]]
+			key, val, del = []byte(ok), it.v, it.del
+		}
+		// Move every source on its key past it.
+		if c.bk != nil && bytes.Equal(c.bk, key) {
+			if c.fwd {
+				c.bk, c.bv = c.bc.Next()
+			} else {
+				c.bk, c.bv = c.bc.Prev()
+			}
+		}
+		for _, it := range c.its {
+			if k2, has := it.peek(); has && k2[1:] == string(key) {
+				it.pos++
+			}
+		}
+		c.setCur(key)
+		if !del {
+			return c.cur, val
+		}
 	}
 }
 
-// backward moves to the last key before from (or at it if incl; from nil
-// is the end) that is not deleted.
-func (c *cursor) backward(from []byte, incl bool) ([]byte, []byte) {
-	if c.b.t.layers == nil {
-		k, v := c.boltBackward(from, incl)
-		c.setCur(k)
-		return k, v
+// before reports whether overlay key a comes before the current candidate
+// (bbolt key bk, or overlay key ok) in the cursor's direction.
+func (c *cursor) before(a string, bk []byte, ok string) bool {
+	var cmp int
+	if bk != nil {
+		cmp = strings.Compare(a, string(bk))
+	} else {
+		cmp = strings.Compare(a, ok)
 	}
-	for {
-		k, v, del := c.step(from, incl, false)
-		if k == nil || !del {
-			c.setCur(k)
-			return k, v
-		}
-		from, incl = k, false
+	if c.fwd {
+		return cmp < 0
 	}
+	return cmp > 0
+}
+
+func (c *cursor) equal(a string, bk []byte, ok string) bool {
+	if bk != nil {
+		return a == string(bk)
+	}
+	return a == ok
 }
 
 func (c *cursor) setCur(k []byte) {
@@ -285,73 +420,6 @@ func (c *cursor) setCur(k []byte) {
 		return
 	}
 	c.cur = append(c.cur[:0:0], k...)
-}
-
-// step finds the nearest key from from in the direction asked, over all
-// layers, and what the newest layer holding it says of it.
-func (c *cursor) step(from []byte, incl, fwd bool) (k, v []byte, del bool) {
-	var bk, bv []byte
-	if fwd {
-		bk, bv = c.boltForward(from, incl)
-	} else {
-		bk, bv = c.boltBackward(from, incl)
-	}
-	k, v = bk, bv
-	// Layers are newest first: an equal key in a newer layer wins, so go
-	// oldest first and let each replace on equality.
-	for i := len(c.b.t.layers) - 1; i >= 0; i-- {
-		o := c.b.t.layers[i]
-		if o == nil {
-			continue
-		}
-		it, ok := c.overlayStep(o, from, incl, fwd)
-		if !ok {
-			continue
-		}
-		ok2 := it.k[1:]
-		if k == nil || (fwd && bytes.Compare(ok2, k) <= 0) || (!fwd && bytes.Compare(ok2, k) >= 0) {
-			k, v, del = ok2, it.v, it.del
-		}
-	}
-	return k, v, del
-}
-
-// overlayStep finds the nearest item of the bucket in o from from.
-func (c *cursor) overlayStep(o *overlay, from []byte, incl, fwd bool) (item, bool) {
-	id := c.b.id
-	var found item
-	ok := false
-	if fwd {
-		probe := item{k: append([]byte{id}, from...)}
-		o.AscendGreaterOrEqual(probe, func(it item) bool {
-			if it.k[0] != id {
-				return false
-			}
-			if !incl && bytes.Equal(it.k[1:], from) {
-				return true
-			}
-			found, ok = it, true
-			return false
-		})
-		return found, ok
-	}
-	visit := func(it item) bool {
-		if it.k[0] != id {
-			return false
-		}
-		if !incl && bytes.Equal(it.k[1:], from) {
-			return true
-		}
-		found, ok = it, true
-		return false
-	}
-	if from == nil {
-		// Bucket ids are small: id+1 does not wrap.
-		o.DescendLessOrEqual(item{k: []byte{id + 1}}, visit) // no key is empty
-		return found, ok
-	}
-	o.DescendLessOrEqual(item{k: append([]byte{id}, from...)}, visit)
-	return found, ok
 }
 
 func (c *cursor) boltForward(from []byte, incl bool) ([]byte, []byte) {
@@ -377,4 +445,69 @@ func (c *cursor) boltBackward(from []byte, incl bool) ([]byte, []byte) {
 		return k, v
 	}
 	return c.bc.Prev()
+}
+
+// ovIter walks one overlay's keys of one bucket in a direction, a batch of
+// keys at a time.
+type ovIter struct {
+	o    *overlay
+	id   byte
+	fwd  bool
+	keys []string // id ‖ key, in the direction
+	pos  int
+	end  bool // no keys beyond keys
+}
+
+const ovBatch = 64
+
+// place loads the first keys from from (see cursor.place).
+func (it *ovIter) place(from []byte, incl, fwd bool) {
+	it.fwd = fwd
+	start := string(append([]byte{it.id}, from...))
+	if from == nil && !fwd {
+		// Bucket ids are small: id+1 does not wrap, and no key is empty.
+		start = string([]byte{it.id + 1})
+	}
+	it.load(start, incl || from == nil)
+}
+
+// load fills keys with up to ovBatch keys of the bucket from start.
+func (it *ovIter) load(start string, incl bool) {
+	it.keys, it.pos, it.end = it.keys[:0], 0, false
+	visit := func(k string) bool {
+		if k[0] != it.id {
+			it.end = true
+			return false
+		}
+		if !incl && k == start {
+			return true
+		}
+		if len(it.keys) == ovBatch {
+			return false
+		}
+		it.keys = append(it.keys, k)
+		return true
+	}
+	if it.fwd {
+		it.o.keys.AscendGreaterOrEqual(start, visit)
+	} else {
+		it.o.keys.DescendLessOrEqual(start, visit)
+	}
+	if len(it.keys) < ovBatch {
+		it.end = true
+	}
+}
+
+// peek returns the iterator's next key (id ‖ key).
+func (it *ovIter) peek() (string, bool) {
+	if it.pos == len(it.keys) {
+		if it.end || len(it.keys) == 0 {
+			return "", false
+		}
+		it.load(it.keys[len(it.keys)-1], false)
+		if len(it.keys) == 0 {
+			return "", false
+		}
+	}
+	return it.keys[it.pos], true
 }

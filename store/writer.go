@@ -81,12 +81,9 @@ type writer struct {
 	// omu guards active and frozen against readers: the writer holds it
 	// for a whole round, so a reader never sees a round before it is on
 	// disk, nor one that is being undone.
-	omu     sync.Mutex
-	active  *overlay
-	frozen  *overlay
-	version uint64   // rounds committed and swaps done; names clone
-	clone   *overlay // a reader's clone of active at version cloneAt
-	cloneAt uint64
+	omu    sync.Mutex
+	active *overlay
+	frozen *overlay
 
 	// The writer goroutine's own state.
 	since    time.Time // when active got its first round
@@ -136,23 +133,18 @@ func (w *writer) do(fn func(*txn) error) error {
 	return err
 }
 
-// view runs fn in a read transaction over what the last durable round left.
+// view runs fn in a read transaction over what the last durable round
+// left. It holds off the writer meanwhile (the overlay is not made for
+// readers beside its writer): fn should be quick.
 func (w *writer) view(fn func(*txn) error) error {
 	w.omu.Lock()
-	if w.clone == nil || w.cloneAt != w.version {
-		w.clone, w.cloneAt = w.active.Clone(), w.version
-	}
-	layers := []*overlay{w.clone, w.frozen}
-	w.omu.Unlock()
-	// After the layers: a checkpoint that commits in between leaves the
-	// frozen overlay above a bbolt that holds it already, which reads the
-	// same.
+	defer w.omu.Unlock()
 	btx, err := w.db.Begin(false)
 	if err != nil {
 		return err
 	}
 	defer btx.Rollback()
-	return fn(&txn{ids: w.ids, layers: layers, base: btx})
+	return fn(&txn{ids: w.ids, layers: []*overlay{w.active, w.frozen}, base: btx})
 }
 
 // stop makes later calls fail with ErrClosed, and returns once the calls
@@ -274,6 +266,7 @@ func (w *writer) tryRound(calls []call, errs []error, hooks *[]func()) (int, err
 	defer btx.Rollback()
 	w.rnd.reset(w.active, w.ids, w.buf)
 	t := &txn{ids: w.ids, layers: []*overlay{w.active, w.frozen}, base: btx, w: &w.rnd}
+	w.rnd.t = t
 	if w.begin != nil {
 		w.begin()
 	}
@@ -309,7 +302,6 @@ func (w *writer) tryRound(calls []call, errs []error, hooks *[]func()) (int, err
 		w.since = time.Now()
 	}
 	w.logBytes += int64(len(w.rnd.payload))
-	w.version++
 	*hooks = t.onCommit
 	return -1, nil
 }
@@ -343,7 +335,6 @@ func (w *writer) maybeCheckpoint(aged bool) {
 	}
 	w.omu.Lock()
 	w.frozen, w.active = frozen, newOverlay()
-	w.version++
 	w.omu.Unlock()
 	w.logBytes = 0
 	go func() {
@@ -374,15 +365,15 @@ func (w *writer) checkpoint(o *overlay, seq, gen uint64) error {
 func copyOverlay(btx *bolt.Tx, ids *bucketIDs, o *overlay, seq uint64) error {
 	buckets := make([]*bolt.Bucket, len(ids.names))
 	var err error
-	o.Ascend(func(it item) bool {
-		id := it.k[0]
+	o.ascend(func(k string, it item) bool {
+		id := k[0]
 		if buckets[id] == nil {
 			buckets[id] = btx.Bucket(ids.names[id])
 		}
 		if it.del {
-			err = buckets[id].Delete(it.k[1:])
+			err = buckets[id].Delete([]byte(k[1:]))
 		} else {
-			err = buckets[id].Put(it.k[1:], it.v)
+			err = buckets[id].Put([]byte(k[1:]), it.v)
 		}
 		return err == nil
 	})
@@ -400,7 +391,6 @@ func (w *writer) checkpointed(err error) {
 	}
 	w.omu.Lock()
 	w.frozen = nil
-	w.version++
 	w.omu.Unlock()
 }
 
@@ -457,6 +447,7 @@ func noWrite(err error) error {
 // round is what one round wrote: the changes to the active overlay, with
 // what each replaced (to undo them), and the log record's payload.
 type round struct {
+	t       *txn
 	active  *overlay
 	ids     *bucketIDs
 	changes []change
@@ -464,8 +455,9 @@ type round struct {
 }
 
 type change struct {
-	it, old item
-	had     bool
+	k   []byte // bucket id ‖ key
+	old item
+	had bool
 }
 
 func (r *round) reset(active *overlay, ids *bucketIDs, buf []byte) {
@@ -475,24 +467,38 @@ func (r *round) reset(active *overlay, ids *bucketIDs, buf []byte) {
 	r.payload = append(buf[:0], make([]byte, walHeader)...)
 }
 
-func (r *round) set(b *bucket, it item) {
-	old, had := r.active.ReplaceOrInsert(it)
-	r.changes = append(r.changes, change{it: it, old: old, had: had})
+func (r *round) set(b *bucket, k []byte, it item) {
+	full := append(append(make([]byte, 0, 1+len(k)), b.id), k...)
+	r.t.gen++
+	old, had := r.active.set(full, it)
+	r.changes = append(r.changes, change{k: full, old: old, had: had})
 	op := byte(opPut)
 	if it.del {
 		op = opDelete
 	}
-	r.payload = appendOp(r.payload, op, b.name, it.k[1:], it.v)
+	r.payload = appendOp(r.payload, op, b.name, k, it.v)
+}
+
+// remove takes k out of the active overlay (which holds it, alone) and
+// logs its deletion.
+func (r *round) remove(b *bucket, k []byte) {
+	r.t.gen++
+	full := append(append(make([]byte, 0, 1+len(k)), b.id), k...)
+	old, _ := r.active.get(full)
+	r.active.unset(full)
+	r.changes = append(r.changes, change{k: full, old: old, had: true})
+	r.payload = appendOp(r.payload, opDelete, b.name, k, nil)
 }
 
 // undo takes the round's changes back out of the overlay, newest first.
 func (r *round) undo() {
+	r.t.gen++
 	for i := len(r.changes) - 1; i >= 0; i-- {
 		c := r.changes[i]
 		if c.had {
-			r.active.ReplaceOrInsert(c.old)
+			r.active.set(c.k, c.old)
 		} else {
-			r.active.Delete(c.it)
+			r.active.unset(c.k)
 		}
 	}
 	clear(r.changes)
