@@ -63,14 +63,28 @@ func (f IDFormat) validate() error {
 func (f IDFormat) SubmitID(id string) string {
 	b, _, _ := f.bases()
 	out, _ := CanonicalID(id, b)
-	return out
+	return capID(out)
 }
 
 // ReceiptID normalises the id of a receipt (TLV or text).
 func (f IDFormat) ReceiptID(id string) string {
 	_, b, _ := f.bases()
 	out, _ := CanonicalID(id, b)
-	return out
+	return capID(out)
+}
+
+// maxIDLen is the longest message id kept: SMPP v3.4 gives message_id and
+// receipted_message_id 65 octets with the NUL (§4.4.2, §5.3.2.12).
+const maxIDLen = 64
+
+// capID cuts an id longer than SMPP allows to maxIDLen octets. A peer that
+// sends longer ones is out of spec; cut the same way on both sides, its
+// submit and receipt ids still match, and no id can be too long to store.
+func capID(id string) string {
+	if len(id) > maxIDLen {
+		return id[:maxIDLen]
+	}
+	return id
 }
 
 // CanonicalID returns id read as a number in base (10 or 16; any case,

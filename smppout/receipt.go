@@ -148,6 +148,7 @@ func receiptFromTLVs(text string, tlvs map[uint16][]byte, f IDFormat) (Receipt, 
 			r.MessageID, err = id, nil
 		}
 	}
+	r.MessageID = capID(r.MessageID)
 	if v, ok := tlvs[wire.TagMessageState]; ok && r.Stat == "" && len(v) == 1 {
 		r.Stat = messageStates[v[0]]
 	}

@@ -2,6 +2,7 @@ package smppout
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/smsbridge/smsbridge/smppout/internal/wire"
@@ -54,12 +55,20 @@ func TestReceiptFromTLVs(t *testing.T) {
 			wire.TagReceiptedMessageID: []byte(" b \x00"), wire.TagMessageState: {5},
 			wire.TagNetworkErrorCode: {3, 0, 21}}, "b", "UNDELIV", "021"},
 		{"text stat wins over message_state", "id:c stat:EXPIRED", map[uint16][]byte{wire.TagMessageState: {2}}, "c", "EXPIRED", ""},
+		// Over SMPP's 64 octets (§5.3.2.12): cut as SubmitID cuts, so that
+		// an out-of-spec SMSC's ids still match and can always be stored.
+		{"long TLV id cut to 64", text, map[uint16][]byte{wire.TagReceiptedMessageID: []byte(strings.Repeat("x", 40000) + "\x00")},
+			strings.Repeat("x", 64), "DELIVRD", "000"},
+		{"long text id cut to 64", "id:" + strings.Repeat("y", 70) + " stat:DELIVRD", nil, strings.Repeat("y", 64), "DELIVRD", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := receiptFromTLVs(tc.text, tc.tlvs, "")
 			if err != nil || r.MessageID != tc.id || r.Stat != tc.stat || r.Err != tc.err {
 				t.Fatalf("got %+v, %v; want %q %q %q", r, err, tc.id, tc.stat, tc.err)
+			}
+			if sub := IDFormat("").SubmitID(tc.id + "zz"); len(tc.id) == maxIDLen && sub != tc.id {
+				t.Errorf("SubmitID of the long id = %q, want it cut like the receipt's", sub)
 			}
 		})
 	}

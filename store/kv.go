@@ -17,8 +17,8 @@ import (
 //
 // A tx has up to two overlays above bbolt, newest first: the writes since
 // the last checkpoint began (active), and the writes being copied into
-// bbolt by that checkpoint (frozen). An overlay is a B-tree of items keyed
-// by bucket id ‖ key, each a value or a tombstone. A key is read from the
+// bbolt by that checkpoint (frozen). An overlay maps bucket id ‖ key to a
+// value or a tombstone, and keeps its keys in order in a B-tree. A key is read from the
 // first layer that has it; a cursor merges the layers in key order and
 // skips tombstones.
 //
@@ -184,6 +184,12 @@ func (b *bucket) Put(k, v []byte) error {
 		return errReadOnly
 	case len(k) == 0:
 		return errors.New("store: empty key")
+	// bbolt's limits, checked here: the checkpoint must never meet a write
+	// that was acknowledged and that bbolt refuses.
+	case len(k) > bolt.MaxKeySize:
+		return bolt.ErrKeyTooLarge
+	case int64(len(v)) > bolt.MaxValueSize:
+		return bolt.ErrValueTooLarge
 	}
 	b.t.w.set(b, k, item{v: append(make([]byte, 0, len(v)), v...)})
 	return nil

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -210,6 +211,12 @@ type Store struct {
 // Open opens (creating if needed) the store file at path, and replays the
 // log beside it (path-wal.N) that a crash left (see wal.go).
 func Open(path string, opt Options) (*Store, error) {
+	// The log files are found and made by name beside the file: a path
+	// made absolute now does not change meaning with the working directory.
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
 	db, err := bolt.Open(path, 0o600, boltOptions())
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)

@@ -15,3 +15,13 @@ func fdatasync(f *os.File) error {
 		}
 	}
 }
+
+// syncDir makes the directory's entries durable (a new log file's name).
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,12 +1,10 @@
 package store
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,11 +40,12 @@ import (
 //
 // A checkpoint writes the seq of the last round it holds to the meta bucket
 // (key "wal_seq") in its own transaction. Open replays, in order, every
-// record after that seq, and stops at the first that is torn (short, or its
-// CRC does not match) or does not follow the one before: that round was
-// never acknowledged, since an answer waits for its fdatasync. Puts and
-// deletes set keys to values, so replaying a round bbolt already holds is
-// harmless too.
+// record after that seq, up to a torn last record (short, or its CRC does
+// not match): that round was never acknowledged, since an answer waits for
+// its fdatasync. Anything else wrong (a bad record with good ones after it,
+// a gap in seq) is damage, not a crash: Open fails and leaves the files as
+// they are (see replay). Puts and deletes set keys to values, so replaying
+// a round bbolt already holds is harmless too.
 
 var (
 	keyWALSeq  = []byte("wal_seq")
@@ -58,8 +57,10 @@ const (
 	opDelete = 2
 
 	walHeader = 16
-	// maxWALRecord bounds one record; a larger length is a torn header.
-	maxWALRecord = 1 << 30
+	// maxWALRecord bounds one record (the length field is 32 bits).
+	maxWALRecord = 1<<32 - 1 - walHeader
+	// maxRoundBytes ends a round early: the calls left wait for the next.
+	maxRoundBytes = 16 << 20
 )
 
 // wal is the log file being appended to.
@@ -76,16 +77,22 @@ func walName(path string, gen uint64) string {
 }
 
 // walFiles returns the generations of the log files beside path, oldest
-// first.
+// first. path is absolute and clean (Open sees to it): the names are
+// compared as strings, not as glob patterns.
 func walFiles(path string) ([]uint64, error) {
-	names, err := filepath.Glob(path + "-wal.*")
+	entries, err := os.ReadDir(filepath.Dir(path))
 	if err != nil {
 		return nil, err
 	}
+	prefix := filepath.Base(path) + "-wal."
 	var gens []uint64
-	for _, n := range names {
-		g, err := strconv.ParseUint(strings.TrimPrefix(n, path+"-wal."), 10, 64)
-		if err != nil {
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok {
+			continue
+		}
+		g, err := strconv.ParseUint(rest, 10, 64)
+		if err != nil || strconv.FormatUint(g, 10) != rest {
 			continue // not ours
 		}
 		gens = append(gens, g)
@@ -140,15 +147,6 @@ func (l *wal) close() error {
 	return err
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // appendOp adds an operation to a payload.
 func appendOp(p []byte, op byte, bucket, k, v []byte) []byte {
 	p = append(p, op)
@@ -166,27 +164,37 @@ func appendOp(p []byte, op byte, bucket, k, v []byte) []byte {
 // errTorn ends a log: the rest was never acknowledged.
 var errTorn = errors.New("torn log record")
 
-// readRecord reads the next record of r.
-func readRecord(r io.Reader, hdr []byte) (seq uint64, payload []byte, err error) {
-	if _, err := io.ReadFull(r, hdr[:walHeader]); err != nil {
-		if err == io.EOF {
-			return 0, nil, io.EOF
+// nextRecord splits the first record off data.
+func nextRecord(data []byte) (seq uint64, payload, rest []byte, err error) {
+	if len(data) < walHeader {
+		return 0, nil, nil, errTorn
+	}
+	n := binary.BigEndian.Uint32(data[0:])
+	if uint64(n) > uint64(len(data)-walHeader) {
+		return 0, nil, nil, errTorn
+	}
+	payload = data[walHeader : walHeader+int(n)]
+	crc := crc32.Update(crc32.Checksum(data[8:16], castagnoli), castagnoli, payload)
+	if crc != binary.BigEndian.Uint32(data[4:]) {
+		return 0, nil, nil, errTorn
+	}
+	return binary.BigEndian.Uint64(data[8:]), payload, data[walHeader+int(n):], nil
+}
+
+// laterRecord reports whether data holds, at any offset, a good record
+// with a seq after seq: then a bad record before it was not the last one
+// written. Only offsets whose seq field is plausible are checked in full.
+func laterRecord(data []byte, seq uint64) bool {
+	for off := 0; off+walHeader <= len(data); off++ {
+		s := binary.BigEndian.Uint64(data[off+8:])
+		if s <= seq || s-seq > 1<<32 {
+			continue
 		}
-		return 0, nil, errTorn
+		if _, _, _, err := nextRecord(data[off:]); err == nil {
+			return true
+		}
 	}
-	n := binary.BigEndian.Uint32(hdr[0:])
-	if n > maxWALRecord {
-		return 0, nil, errTorn
-	}
-	payload = make([]byte, n)
-	if _, err := io.ReadFull(r, payload); err != nil {
-		return 0, nil, errTorn
-	}
-	crc := crc32.Update(crc32.Checksum(hdr[8:16], castagnoli), castagnoli, payload)
-	if crc != binary.BigEndian.Uint32(hdr[4:]) {
-		return 0, nil, errTorn
-	}
-	return binary.BigEndian.Uint64(hdr[8:]), payload, nil
+	return false
 }
 
 // applyOps applies a payload's operations to a bbolt transaction.
@@ -237,6 +245,13 @@ func field(p []byte) (f, rest []byte, err error) {
 // replay applies to btx, in order, the rounds of the log files beside path
 // that follow the checkpoint btx holds, and records the last one as
 // checkpointed. It returns the last seq and the newest generation seen.
+//
+// Only the last record of the newest file can be torn: a file is followed
+// by another only once its last append was on disk, and a write that
+// failed stops the writer. A torn record anywhere else, or a round that
+// does not follow the one before (a store file older than its log, as
+// from a backup taken without it), is an error: Open fails and leaves the
+// files alone, rather than drop rounds that were acknowledged.
 func replay(btx *bolt.Tx, path string) (seq, gen uint64, rounds int, err error) {
 	meta := btx.Bucket(bucketMeta)
 	if v := meta.Get(keyWALSeq); len(v) == 8 {
@@ -244,40 +259,35 @@ func replay(btx *bolt.Tx, path string) (seq, gen uint64, rounds int, err error) 
 	}
 	gens, err := walFiles(path)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, fmt.Errorf("replay log: %w", err)
 	}
-	hdr := make([]byte, walHeader)
-	torn := false
-	for _, g := range gens {
+	for i, g := range gens {
 		gen = g
-		if torn {
-			continue // after a torn record nothing was acknowledged
-		}
-		f, err := os.Open(walName(path, g))
+		data, err := os.ReadFile(walName(path, g))
 		if err != nil {
 			return 0, 0, 0, fmt.Errorf("replay log: %w", err)
 		}
-		r := bufio.NewReaderSize(f, 1<<20)
-		for {
-			s, payload, err := readRecord(r, hdr)
-			if err == io.EOF {
-				break
+		for len(data) > 0 {
+			s, payload, rest, err := nextRecord(data)
+			if err != nil {
+				if i < len(gens)-1 || laterRecord(data[1:], seq) {
+					return 0, 0, 0, fmt.Errorf("replay log %s: %w followed by good ones (damaged)", walName(path, g), err)
+				}
+				break // the round being written at the crash
 			}
-			if err != nil || (s > seq+1) {
-				torn = true
-				break
-			}
+			data = rest
 			if s <= seq {
 				continue // checkpointed already
 			}
+			if s != seq+1 {
+				return 0, 0, 0, fmt.Errorf("replay log %s: round %d follows %d: the log does not continue the store file", walName(path, g), s, seq)
+			}
 			if err := applyOps(btx, payload); err != nil {
-				f.Close()
-				return 0, 0, 0, fmt.Errorf("replay log %d round %d: %w", g, s, err)
+				return 0, 0, 0, fmt.Errorf("replay log %s round %d: %w", walName(path, g), s, err)
 			}
 			seq = s
 			rounds++
 		}
-		f.Close()
 	}
 	if err := meta.Put(keyWALSeq, binary.BigEndian.AppendUint64(nil, seq)); err != nil {
 		return 0, 0, 0, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,11 +87,12 @@ type writer struct {
 	frozen *overlay
 
 	// The writer goroutine's own state.
-	since    time.Time // when active got its first round
-	logBytes int64     // log written since active started
-	broken   error
-	rnd      round
-	buf      []byte
+	ckptRunning bool      // a checkpoint goroutine is on, or its ckptDone not taken
+	since       time.Time // when active got its first round
+	logBytes    int64     // log written since active started
+	broken      error
+	rnd         round
+	buf         []byte
 
 	rounds      atomic.Int64 // log records written (for benchmarks)
 	checkpoints atomic.Int64
@@ -187,7 +189,7 @@ func (w *writer) next() ([]call, bool) {
 	for {
 		if w.ckptDone != nil {
 			err := *w.ckptDone
-			w.ckptDone = nil
+			w.ckptDone, w.ckptRunning = nil, false
 			w.mu.Unlock()
 			w.checkpointed(err)
 			w.maybeCheckpoint(false)
@@ -201,7 +203,8 @@ func (w *writer) next() ([]call, bool) {
 			w.mu.Lock()
 			continue
 		}
-		full := w.frozen != nil && w.logBytes >= maxLogBytes
+		// A broken writer answers at once, with its error.
+		full := w.broken == nil && w.frozen != nil && w.logBytes >= maxLogBytes
 		if len(w.queue) > 0 && !full {
 			break
 		}
@@ -229,7 +232,12 @@ func (w *writer) runRound(calls []call) {
 			w.omu.Unlock()
 			return
 		}
-		failed, err := w.tryRound(calls, errs, &hooks)
+		failed, n, err := w.tryRound(calls, errs, &hooks)
+		if n < len(calls) {
+			// The round is full: the rest go first in the next.
+			w.requeue(calls[n:])
+			calls, errs = calls[:n], errs[:n]
+		}
 		if failed >= 0 {
 			// Undo, answer the call that failed, run the others again.
 			calls[failed].done <- err
@@ -255,13 +263,23 @@ func (w *writer) runRound(calls []call) {
 	}
 }
 
+// requeue puts calls back at the head of the queue.
+func (w *writer) requeue(calls []call) {
+	w.mu.Lock()
+	w.queue = append(slices.Clone(calls), w.queue...)
+	w.mu.Unlock()
+}
+
 // tryRound runs calls over the active overlay and logs what they wrote.
 // It returns the index of a call that failed after writing (the round is
-// undone then), or -1 and the log's error (nil if durable).
-func (w *writer) tryRound(calls []call, errs []error, hooks *[]func()) (int, error) {
+// undone then), or -1 and the log's error (nil if durable), and how many
+// calls it ran: it stops taking them once the round holds maxRoundBytes.
+func (w *writer) tryRound(calls []call, errs []error, hooks *[]func()) (failed, n int, err error) {
+	n = len(calls)
+	defer func() { w.rnd.t = nil }() // nor keep its hooks
 	btx, err := w.db.Begin(false)
 	if err != nil {
-		return -1, fmt.Errorf("store: begin: %w", err)
+		return -1, n, fmt.Errorf("store: begin: %w", err)
 	}
 	defer btx.Rollback()
 	w.rnd.reset(w.active, w.ids, w.buf)
@@ -273,29 +291,36 @@ func (w *writer) tryRound(calls []call, errs []error, hooks *[]func()) (int, err
 	for i, c := range calls {
 		err := safeCall(c.fn, t)
 		if nw, ok := err.(noWriteError); ok {
-			errs[i] = nw.err
-			continue
+			errs[i], err = nw.err, nil
+		} else if err == nil {
+			errs[i] = nil
+			if len(w.rnd.payload) > maxWALRecord-maxRoundBytes {
+				err = fmt.Errorf("store: %d bytes in one write", len(w.rnd.payload))
+			}
 		}
 		if err != nil {
 			w.rnd.undo()
-			return i, err
+			return i, n, err
 		}
-		errs[i] = nil
+		if len(w.rnd.payload) >= maxRoundBytes {
+			n = i + 1
+			break
+		}
 	}
 	if w.end != nil {
 		if err := w.end(t); err != nil {
 			w.rnd.undo()
-			return -1, err
+			return -1, n, err
 		}
 	}
 	w.buf = w.rnd.payload
 	if len(w.rnd.changes) == 0 {
 		*hooks = t.onCommit
-		return -1, nil
+		return -1, n, nil
 	}
 	if err := w.log.append(w.rnd.payload); err != nil {
 		w.rnd.undo()
-		return -1, err
+		return -1, n, err
 	}
 	w.rounds.Add(1)
 	if w.logBytes == 0 {
@@ -303,7 +328,7 @@ func (w *writer) tryRound(calls []call, errs []error, hooks *[]func()) (int, err
 	}
 	w.logBytes += int64(len(w.rnd.payload))
 	*hooks = t.onCommit
-	return -1, nil
+	return -1, n, nil
 }
 
 // maybeCheckpoint starts a checkpoint when the log asks for one (aged:
@@ -337,6 +362,7 @@ func (w *writer) maybeCheckpoint(aged bool) {
 	w.frozen, w.active = frozen, newOverlay()
 	w.omu.Unlock()
 	w.logBytes = 0
+	w.ckptRunning = true
 	go func() {
 		err := w.checkpoint(frozen, seq, gen)
 		w.mu.Lock()
@@ -401,12 +427,12 @@ func (w *writer) finish() error {
 	if w.timer != nil {
 		w.timer.Stop()
 	}
-	for w.frozen != nil && w.ckptDone == nil {
+	for w.ckptRunning && w.ckptDone == nil {
 		w.cond.Wait()
 	}
 	if w.ckptDone != nil {
 		err := *w.ckptDone
-		w.ckptDone = nil
+		w.ckptDone, w.ckptRunning = nil, false
 		w.mu.Unlock()
 		w.checkpointed(err)
 	} else {
