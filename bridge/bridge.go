@@ -121,6 +121,7 @@ type Store interface {
 	Submitting(limit int) ([]string, error)
 	Purge(ctx context.Context, now time.Time) (int, error)
 	Original(rec *store.Record) ([]byte, error)
+	Header(rec *store.Record) ([]byte, error)
 }
 
 // Bridge moves records between the store, the SMSC and the report sender.

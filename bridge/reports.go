@@ -384,6 +384,11 @@ func (b *Bridge) markDelay(id, what string) {
 
 // baseReport is what every report on the mail of rec says.
 func (b *Bridge) baseReport(rec *store.Record) report.Report {
+	header, err := b.st.Header(rec)
+	if err != nil {
+		// The report still goes, without the original's header.
+		b.log.Error("report: reading the original's header", "id", rec.ID, "err", err)
+	}
 	return report.Report{
 		ReportingMTA:  b.cfg.ReportingMTA,
 		From:          "Mail Delivery System <" + b.cfg.Postmaster + ">",
@@ -393,7 +398,7 @@ func (b *Bridge) baseReport(rec *store.Record) report.Report {
 		Now:           b.cfg.Now(),
 		OrigMessageID: rec.MessageID,
 		OrigSubject:   rec.Subject,
-		OrigHeader:    rec.Header,
+		OrigHeader:    header,
 	}
 }
 

@@ -49,7 +49,7 @@ func encode(r *Record) ([]byte, error) {
 		len(r.Subject) + len(r.Header) + len(r.Text) + len(r.Concat) + len(r.LastError) +
 		len(r.FailStatus) + 16*len(r.Segments) + 24*len(r.Events) +
 		len(r.Notify) + len(r.ORcpt) + len(r.Ret) + len(r.EnvID) + len(r.Original) +
-		len(r.ReportPolicy) + len(r.NoReport) + len(r.OriginalRef) + 32
+		len(r.ReportPolicy) + len(r.NoReport) + len(r.OriginalRef) + len(r.HeaderRef) + 32
 	for _, s := range r.Segments {
 		n += len(s.Text) + len(s.Payload) + len(s.SMSCID) + len(s.State) + len(s.Stat) + len(s.Err)
 	}
@@ -108,6 +108,7 @@ func encode(r *Record) ([]byte, error) {
 	b = putTime(b, r.ReportNextAttempt)
 	b = putTime(b, r.ReceiptsBy)
 	b = putString(b, r.OriginalRef)
+	b = putString(b, r.HeaderRef)
 	return b, nil
 }
 
@@ -185,6 +186,7 @@ func decode(v []byte) (*Record, error) {
 	r.ReportNextAttempt = d.time()
 	r.ReceiptsBy = d.time()
 	r.OriginalRef = d.string()
+	r.HeaderRef = d.string()
 	if d.err != nil {
 		return nil, fmt.Errorf("decode: %w", d.err)
 	}

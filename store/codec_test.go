@@ -27,7 +27,7 @@ func fullRecord() *Record {
 		Events: []Event{{At: at, What: "accepted"}, {At: time.Unix(-5, 7).UTC(), What: "x", Detail: "d"}},
 		Notify: "SUCCESS,FAILURE", ORcpt: "rfc822;+49151@sms", Ret: "FULL", EnvID: "QQ314159", UTF8: true,
 		Original: []byte("Subject: x\r\n\r\nbody\r\n"), ReportPolicy: "all", NoReport: "auto-submitted",
-		DelayDone: true, ReportAttempts: 2, ReportNextAttempt: at.Add(2 * time.Minute), ReceiptsBy: at.Add(49 * time.Hour), OriginalRef: "0123456789abcdef01234567",
+		DelayDone: true, ReportAttempts: 2, ReportNextAttempt: at.Add(2 * time.Minute), ReceiptsBy: at.Add(49 * time.Hour), OriginalRef: "0123456789abcdef01234567", HeaderRef: "0123456789abcdef01234568",
 		DuplicateOf: "", // never stored
 	}
 }

@@ -121,7 +121,10 @@
 // Created, so that DelayDue(now - threshold) lists those waiting too long.
 // When a record becomes final the store resets its report retry (the final
 // report is due at once); when its report is done it drops Original, the
-// copy of the mail kept for RET=FULL.
+// copy of the mail kept for RET=FULL, and its claim on the mail's header
+// block. Add keeps a mail's header block apart from its records, once for
+// all of them (Record.HeaderRef, Store.Header): a record is rewritten four
+// or five times in its life, the header, often most of its size, once.
 //
 // # Retention and the file's size
 //
@@ -146,7 +149,7 @@
 // Buckets in the file (ids are 24 lowercase hex digits, see newID; times are
 // 8 bytes that sort like the time, see timeKey):
 //
-//	meta        "version" → "5"; "wal_seq" → the last log round bbolt holds
+//	meta        "version" → "6"; "wal_seq" → the last log round bbolt holds
 //	            (8 bytes, big-endian)
 //	records     id → record (binary, see codec.go; JSON from layout 1 is read too)
 //	due         NextAttempt ‖ id → ""                         (State == Queued)
@@ -164,6 +167,8 @@
 //	refs        To → last reference (2 bytes) ‖ time last used
 //	originals   id of a mail's first record → number of records sharing it (uvarint) ‖
 //	            the mail, for RET=FULL reports (Record.OriginalRef)
+//	headers     id of a mail's first record → number of records sharing it (uvarint) ‖
+//	            the mail's header block, for reports (Record.HeaderRef)
 //	parked      SMSC message id → parked receipt, JSON-encoded
 //	parked_age  parked time ‖ SMSC message id → ""
 //

@@ -27,11 +27,12 @@ var (
 	bucketReportDue  = []byte("report_due")
 	bucketDelay      = []byte("delay")
 	bucketOriginals  = []byte("originals")
+	bucketHeaders    = []byte("headers")
 
 	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketDue, bucketSubmitting,
 		bucketSMSC, bucketReport, bucketFinal, bucketCounts, bucketDedup,
 		bucketRefs, bucketParked, bucketParkedAge, bucketReportDue, bucketDelay, bucketOriginals,
-		bucketInbound, bucketMOParts}
+		bucketInbound, bucketMOParts, bucketHeaders}
 
 	// droppedBuckets were in older layouts: layout 5 dropped the age
 	// indexes of dedup and refs (two more writes per record), and Purge
@@ -47,8 +48,9 @@ var (
 
 // layoutVersion 2 added the submitting, final, counts, dedup and refs
 // buckets, 3 the report_due and delay indexes, 5 dropped dedup_age and
-// refs_age; an older file is migrated by Open.
-const layoutVersion = "5"
+// refs_age, 6 the headers bucket (records of layout 5 keep their header
+// inline, and are read as they are); an older file is migrated by Open.
+const layoutVersion = "6"
 
 // entry is one index entry that a record implies.
 type entry struct {
@@ -148,12 +150,9 @@ func (s *Store) put(tx *txn, old before, rec *Record, now time.Time) error {
 		rec.ReportAttempts, rec.ReportNextAttempt = 0, time.Time{}
 	}
 	if rec.State.Final() && rec.ReportDone {
-		rec.Original = nil // kept only for the report
-		if rec.OriginalRef != "" {
-			if err := unrefOriginal(tx, rec.OriginalRef); err != nil {
-				return fmt.Errorf("original of %s: %w", rec.ID, err)
-			}
-			rec.OriginalRef = ""
+		rec.Original, rec.Header = nil, nil // kept only for reports
+		if err := dropShared(tx, rec); err != nil {
+			return err
 		}
 	}
 	data, err := encode(rec)
@@ -191,6 +190,24 @@ func (s *Store) put(tx *txn, old before, rec *Record, now time.Time) error {
 	return nil
 }
 
+// dropShared drops rec's claims on the shared original and header, once
+// no report needs them.
+func dropShared(tx *txn, rec *Record) error {
+	if rec.OriginalRef != "" {
+		if err := unrefShared(tx, bucketOriginals, rec.OriginalRef); err != nil {
+			return fmt.Errorf("original of %s: %w", rec.ID, err)
+		}
+		rec.OriginalRef = ""
+	}
+	if rec.HeaderRef != "" {
+		if err := unrefShared(tx, bucketHeaders, rec.HeaderRef); err != nil {
+			return fmt.Errorf("header of %s: %w", rec.ID, err)
+		}
+		rec.HeaderRef = ""
+	}
+	return nil
+}
+
 // counted notes a change of the number of records in state st, written to
 // the counts bucket at the end of the transaction (once per state, however
 // many records changed). Only the writer goroutine calls it.
@@ -222,10 +239,8 @@ func (s *Store) remove(tx *txn, rec *Record) error {
 	if err := tx.Bucket(bucketRecords).Delete([]byte(rec.ID)); err != nil {
 		return fmt.Errorf("delete %s: %w", rec.ID, err)
 	}
-	if rec.OriginalRef != "" {
-		if err := unrefOriginal(tx, rec.OriginalRef); err != nil {
-			return fmt.Errorf("original of %s: %w", rec.ID, err)
-		}
+	if err := dropShared(tx, rec); err != nil {
+		return err
 	}
 	for _, e := range entries(rec) {
 		if err := deleteEntry(tx, e); err != nil {

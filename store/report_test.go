@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -183,5 +184,73 @@ func TestSharedOriginal(t *testing.T) {
 	mustUpdate(t, s, again.ID, func(r *Record) error { r.ReportDone = true; return nil })
 	if keys := indexKeys(t, s, bucketOriginals); len(keys) != 0 {
 		t.Errorf("originals left after every record was reported: %q", keys)
+	}
+}
+
+// TestSharedHeader: every record's header block is stored apart from it,
+// once per mail (the records of a mail share it, a lone record has its
+// own), so that the record's several rewrites do not carry it; Header
+// reads it; it goes when the last record of the mail is final and
+// reported, or purged. A record of layout 5 keeps its header inline.
+func TestSharedHeader(t *testing.T) {
+	clk := newClock()
+	s, _ := openTemp(t, Options{Now: clk.Now, Retention: time.Hour})
+	hdr := []byte("Subject: shared\r\nMessage-ID: <h@x>\r\n\r\n")
+	var recs []*Record
+	for i := range 3 {
+		r := record(fmt.Sprintf("+49151123456%d", i), 1)
+		r.Header = hdr
+		recs = append(recs, r)
+	}
+	single := record("+491511234569", 1)
+	singleHdr := []byte("Subject: alone\r\n\r\n")
+	single.Header = singleHdr
+	none := record("+491511234568", 1)
+	mustAdd(t, s, append(recs, single, none)...)
+	if keys := indexKeys(t, s, bucketHeaders); !slices.Equal(keys, []string{recs[0].ID, single.ID}) {
+		t.Fatalf("headers bucket %q, want copies under %s and %s", keys, recs[0].ID, single.ID)
+	}
+	for _, r := range append(recs, single, none) {
+		got := mustGet(t, s, r.ID)
+		if got.Header != nil {
+			t.Errorf("%s: stored record carries its header (%d bytes)", r.ID, len(got.Header))
+		}
+		want := hdr
+		switch r {
+		case single:
+			want = singleHdr
+		case none:
+			want = nil
+		}
+		h, err := s.Header(got)
+		if err != nil || string(h) != string(want) {
+			t.Errorf("Header(%s) = %q, %v; want %q", r.ID, h, err, want)
+		}
+	}
+	for i, r := range recs {
+		mustUpdate(t, s, r.ID, func(r *Record) error { r.State, r.ReportDone = Failed, true; return nil })
+		kept := slices.Contains(indexKeys(t, s, bucketHeaders), recs[0].ID)
+		if last := i == len(recs)-1; kept == last {
+			t.Fatalf("after %d of %d records reported, shared header kept: %v", i+1, len(recs), kept)
+		}
+	}
+	if h, _ := s.Header(mustGet(t, s, recs[0].ID)); h != nil {
+		t.Errorf("reported record still has a header: %q", h)
+	}
+	// A record that is purged without a report (cancelled, then purged)
+	// gives its copy back too.
+	mustUpdate(t, s, single.ID, func(r *Record) error { r.State = Cancelled; return nil })
+	mustUpdate(t, s, single.ID, func(r *Record) error { r.ReportDone = true; return nil })
+	clk.Add(2 * time.Hour)
+	if _, err := s.Purge(context.Background(), clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if keys := indexKeys(t, s, bucketHeaders); len(keys) != 0 {
+		t.Errorf("headers left: %q", keys)
+	}
+	// Layout 5: the header is in the record.
+	old := &Record{ID: "x", Header: []byte("Subject: old\r\n\r\n")}
+	if h, err := s.Header(old); err != nil || string(h) != "Subject: old\r\n\r\n" {
+		t.Errorf("Header of an inline record = %q, %v", h, err)
 	}
 }

@@ -134,6 +134,14 @@ type Record struct {
 	// is final and reported.
 	OriginalRef string `json:",omitempty"`
 
+	// HeaderRef names the stored copy of Header: Add stores every
+	// record's header block apart, once per mail (the recipients of a mail
+	// share it), and Header is then nil here; read it with Store.Header.
+	// A record changes several times in its life and the header, often
+	// the larger part of it, is written once. The copy goes with
+	// OriginalRef's. Records stored before layout 6 keep Header inline.
+	HeaderRef string `json:",omitempty"`
+
 	// DuplicateOf is set by Add, instead of storing the record, when the
 	// same (MessageID, To) was accepted within Options.DedupWindow: it is
 	// the id of the earlier record, and ID is set to it too. Never stored.
@@ -274,8 +282,9 @@ func (s *Store) initBuckets(tx *txn) error {
 		if err := migrate(tx); err != nil {
 			return fmt.Errorf("migrate layout %q to %q: %w", v, layoutVersion, err)
 		}
-	case string(v) == "4":
-		// Nothing to rebuild: the dropped buckets go below.
+	case string(v) == "4", string(v) == "5":
+		// Nothing to rebuild: the dropped buckets go below, the new
+		// ones are there.
 	case string(v) != layoutVersion:
 		return fmt.Errorf("layout version %q, want %q", v, layoutVersion)
 	}
@@ -380,6 +389,7 @@ func (s *Store) Add(ctx context.Context, recs []*Record) error {
 		prepared[i] = s.prepare(r, now)
 	}
 	shared := shareOriginals(prepared)
+	headers := shareHeaders(prepared)
 	dupOf := make([]string, len(recs))
 	err := s.w.do(func(tx *txn) error {
 		if err := ctx.Err(); err != nil {
@@ -406,7 +416,10 @@ func (s *Store) Add(ctx context.Context, recs []*Record) error {
 				return err
 			}
 		}
-		return putOriginals(tx, shared, prepared, dupOf)
+		if err := putShared(tx, bucketHeaders, headers, prepared, dupOf, func(r *Record) string { return r.HeaderRef }); err != nil {
+			return err
+		}
+		return putShared(tx, bucketOriginals, shared, prepared, dupOf, func(r *Record) string { return r.OriginalRef })
 	})
 	if err != nil {
 		return fmt.Errorf("store: add %d records: %w", len(recs), err)
@@ -450,13 +463,39 @@ func shareOriginals(recs []*Record) map[string][]byte {
 	return shared
 }
 
-// putOriginals stores each shared original once, counting the records
-// stored with it (a duplicate that Add did not store does not count).
-func putOriginals(tx *txn, shared map[string][]byte, recs []*Record, dupOf []string) error {
+// shareHeaders takes every record's header block out of it into one copy
+// per distinct block (smtpd gives the recipients of a mail the same
+// slice), keyed by the id of its first record, and returns the copies.
+func shareHeaders(recs []*Record) map[string][]byte {
+	var shared map[string][]byte
+	for i, r := range recs {
+		if len(r.Header) == 0 || r.HeaderRef != "" {
+			continue
+		}
+		h, key := r.Header, r.ID
+		if shared == nil {
+			shared = make(map[string][]byte)
+		}
+		shared[key] = h
+		r.Header, r.HeaderRef = nil, key
+		for _, o := range recs[i+1:] {
+			if o.HeaderRef == "" && len(o.Header) == len(h) &&
+				(&o.Header[0] == &h[0] || bytes.Equal(o.Header, h)) {
+				o.Header, o.HeaderRef = nil, key
+			}
+		}
+	}
+	return shared
+}
+
+// putShared stores each shared copy (original or header) once in bucket,
+// with the number of records stored with it (a duplicate that Add did not
+// store does not count); ref names a record's copy.
+func putShared(tx *txn, bucket []byte, shared map[string][]byte, recs []*Record, dupOf []string, ref func(*Record) string) error {
 	for key, data := range shared {
 		n := 0
 		for i, r := range recs {
-			if r.OriginalRef == key && dupOf[i] == "" {
+			if ref(r) == key && dupOf[i] == "" {
 				n++
 			}
 		}
@@ -464,17 +503,17 @@ func putOriginals(tx *txn, shared map[string][]byte, recs []*Record, dupOf []str
 			continue
 		}
 		v := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(data)), uint64(n))
-		if err := tx.Bucket(bucketOriginals).Put([]byte(key), append(v, data...)); err != nil {
-			return fmt.Errorf("original of %s: %w", key, err)
+		if err := tx.Bucket(bucket).Put([]byte(key), append(v, data...)); err != nil {
+			return fmt.Errorf("%s of %s: %w", bucket, key, err)
 		}
 	}
 	return nil
 }
 
-// unrefOriginal drops one record's claim on a shared original, and the
-// copy with the last one.
-func unrefOriginal(tx *txn, key string) error {
-	b := tx.Bucket(bucketOriginals)
+// unrefShared drops one record's claim on a shared copy in bucket, and
+// the copy with the last one.
+func unrefShared(tx *txn, bucket []byte, key string) error {
+	b := tx.Bucket(bucket)
 	v := b.Get([]byte(key))
 	n, w := binary.Uvarint(v)
 	if w <= 0 || n <= 1 {
@@ -484,6 +523,31 @@ func unrefOriginal(tx *txn, key string) error {
 	return b.Put([]byte(key), append(nv, v[w:]...))
 }
 
+// Header returns the header block of rec's mail (for reports): rec.Header,
+// or the copy stored apart; nil once the record is final and reported.
+func (s *Store) Header(rec *Record) ([]byte, error) {
+	if rec.Header != nil || rec.HeaderRef == "" {
+		return rec.Header, nil
+	}
+	return s.shared(bucketHeaders, rec.HeaderRef)
+}
+
+// shared reads a shared copy.
+func (s *Store) shared(bucket []byte, key string) ([]byte, error) {
+	var out []byte
+	err := s.w.view(func(tx *txn) error {
+		v := tx.Bucket(bucket).Get([]byte(key))
+		if _, w := binary.Uvarint(v); w > 0 {
+			out = bytes.Clone(v[w:])
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: %s %s: %w", bucket, key, err)
+	}
+	return out, nil
+}
+
 // Original returns the copy of the mail kept with rec for a report that
 // returns it whole (RET=FULL): rec.Original, or the copy shared with the
 // other recipients of the mail; nil if none is kept (any more).
@@ -491,18 +555,7 @@ func (s *Store) Original(rec *Record) ([]byte, error) {
 	if rec.Original != nil || rec.OriginalRef == "" {
 		return rec.Original, nil
 	}
-	var out []byte
-	err := s.w.view(func(tx *txn) error {
-		v := tx.Bucket(bucketOriginals).Get([]byte(rec.OriginalRef))
-		if _, w := binary.Uvarint(v); w > 0 {
-			out = bytes.Clone(v[w:])
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: original of %s: %w", rec.ID, err)
-	}
-	return out, nil
+	return s.shared(bucketOriginals, rec.OriginalRef)
 }
 
 // prepare returns a copy of r as Add stores it.
