@@ -189,8 +189,8 @@ func TestRecordsPerRecipient(t *testing.T) {
 		if len(rec.Segments) != 1 || string(rec.Segments[0].Payload) != "Pump 3 stopped" || rec.Segments[0].Text != "Pump 3 stopped" {
 			t.Errorf("record %d segments %+v", i, rec.Segments)
 		}
-		if !strings.Contains(string(rec.Header), "Message-ID: <m1@x.test>") {
-			t.Errorf("record %d header %q", i, rec.Header)
+		if hdr, err := st.Header(rec); err != nil || !strings.Contains(string(hdr), "Message-ID: <m1@x.test>") {
+			t.Errorf("record %d header %q, %v", i, hdr, err)
 		}
 	}
 }
