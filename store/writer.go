@@ -49,7 +49,7 @@ var ErrClosed = errors.New("store: closed")
 // Checkpoint triggers (variables for tests).
 var (
 	ckptBytes   int64 = 4 << 20
-	maxLogBytes int64 = 64 << 20
+	maxLogBytes int64 = 32 << 20
 	ckptAge           = time.Second
 )
 
