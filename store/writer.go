@@ -385,6 +385,9 @@ func (w *writer) checkpoint(o *overlay, seq, gen uint64) error {
 	if err := os.Remove(walName(w.log.path, gen)); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("store: checkpoint: %w", err)
 	}
+	// The checkpoint walked many pages; reads will bring back those they
+	// need. An error here costs memory only.
+	_ = releaseMapped(w.db)
 	return nil
 }
 
