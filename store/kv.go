@@ -108,8 +108,6 @@ type txn struct {
 // errReadOnly is returned by writes in a read transaction.
 var errReadOnly = errors.New("store: write in a read transaction")
 
-func (t *txn) writable() bool { return t.w != nil || t.base.Writable() }
-
 // OnCommit runs fn once the transaction is durable.
 func (t *txn) OnCommit(fn func()) {
 	if t.layers == nil {
