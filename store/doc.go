@@ -123,7 +123,7 @@
 // report is due at once); when its report is done it drops Original, the
 // copy of the mail kept for RET=FULL, and its claim on the mail's header
 // block. Add keeps a mail's header block apart from its records, once for
-// all of them (Record.HeaderRef, Store.Header): a record is rewritten four
+// those it adds together (Record.HeaderRef, Store.Header): a record is rewritten four
 // or five times in its life, the header, often most of its size, once.
 //
 // # Retention and the file's size

@@ -157,7 +157,8 @@ func (s *Store) put(tx *txn, old before, rec *Record, now time.Time) error {
 	}
 	data, err := encode(rec)
 	if err != nil {
-		return noWrite(fmt.Errorf("encode %s: %w", rec.ID, err))
+		// Not noWrite: dropShared may have written; the round is undone.
+		return fmt.Errorf("encode %s: %w", rec.ID, err)
 	}
 	if err := tx.Bucket(bucketRecords).Put([]byte(rec.ID), data); err != nil {
 		return fmt.Errorf("put %s: %w", rec.ID, err)

@@ -248,6 +248,13 @@ func TestSharedHeader(t *testing.T) {
 	if keys := indexKeys(t, s, bucketHeaders); len(keys) != 0 {
 		t.Errorf("headers left: %q", keys)
 	}
+	// A record that refers to a stored copy cannot be added again: its
+	// claim would not be counted.
+	re := record("+491511234567", 1)
+	re.HeaderRef = recs[0].ID
+	if err := s.Add(context.Background(), []*Record{re}); err == nil {
+		t.Error("Add took a record with a HeaderRef")
+	}
 	// Layout 5: the header is in the record.
 	old := &Record{ID: "x", Header: []byte("Subject: old\r\n\r\n")}
 	if h, err := s.Header(old); err != nil || string(h) != "Subject: old\r\n\r\n" {

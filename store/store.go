@@ -135,8 +135,9 @@ type Record struct {
 	OriginalRef string `json:",omitempty"`
 
 	// HeaderRef names the stored copy of Header: Add stores every
-	// record's header block apart, once per mail (the recipients of a mail
-	// share it), and Header is then nil here; read it with Store.Header.
+	// record's header block apart, once per Add for the records that carry
+	// the same block (smtpd adds a mail's recipients together; LMTP, one
+	// at a time, makes one copy each), and Header is then nil here; read it with Store.Header.
 	// A record changes several times in its life and the header, often
 	// the larger part of it, is written once. The copy goes with
 	// OriginalRef's. Records stored before layout 6 keep Header inline.
@@ -380,6 +381,13 @@ func (s *Store) Add(ctx context.Context, recs []*Record) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("store: add: %w", err)
+	}
+	for _, r := range recs {
+		if r.OriginalRef != "" || r.HeaderRef != "" {
+			// A stored record's claim on a shared copy is not counted
+			// for a new one: Add makes the copies itself.
+			return fmt.Errorf("store: add: record refers to a stored copy (OriginalRef %q, HeaderRef %q)", r.OriginalRef, r.HeaderRef)
+		}
 	}
 	now := s.opt.Now()
 	// Ids and times are fixed here, outside the transaction, which may run

@@ -58,7 +58,7 @@ const (
 
 	walHeader = 16
 	// maxWALRecord bounds one record (the length field is 32 bits).
-	maxWALRecord = 1<<32 - 1 - walHeader
+	maxWALRecord int64 = 1<<32 - 1 - walHeader
 	// maxRoundBytes ends a round early: the calls left wait for the next.
 	maxRoundBytes = 16 << 20
 )

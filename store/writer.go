@@ -298,7 +298,7 @@ func (w *writer) tryRound(calls []call, errs []error, hooks *[]func()) (failed, 
 			errs[i], err = nw.err, nil
 		} else if err == nil {
 			errs[i] = nil
-			if len(w.rnd.payload) > maxWALRecord-maxRoundBytes {
+			if int64(len(w.rnd.payload)) > maxWALRecord-maxRoundBytes {
 				err = fmt.Errorf("store: %d bytes in one write", len(w.rnd.payload))
 			}
 		}
