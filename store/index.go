@@ -160,7 +160,7 @@ func (s *Store) put(tx *txn, old before, rec *Record, now time.Time) error {
 		// Not noWrite: dropShared may have written; the round is undone.
 		return fmt.Errorf("encode %s: %w", rec.ID, err)
 	}
-	if err := tx.Bucket(bucketRecords).Put([]byte(rec.ID), data); err != nil {
+	if err := tx.Bucket(bucketRecords).putOwned([]byte(rec.ID), data); err != nil {
 		return fmt.Errorf("put %s: %w", rec.ID, err)
 	}
 	after := entries(rec)
@@ -176,7 +176,8 @@ func (s *Store) put(tx *txn, old before, rec *Record, now time.Time) error {
 		if contains(old.entries, e) {
 			continue
 		}
-		if err := tx.Bucket(e.bucket).Put(e.key, e.val); err != nil {
+		// entries makes new values for every call.
+		if err := tx.Bucket(e.bucket).putOwned(e.key, e.val); err != nil {
 			return fmt.Errorf("index %s of %s: %w", e.bucket, rec.ID, err)
 		}
 		wake = wake || e.wakes()

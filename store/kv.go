@@ -53,21 +53,20 @@ func (o *overlay) get(k []byte) (item, bool) {
 }
 
 // set sets k and returns what it replaced.
-func (o *overlay) set(k []byte, it item) (old item, had bool) {
-	if old, had = o.m[string(k)]; had {
-		o.m[string(k)] = it
+func (o *overlay) set(k string, it item) (old item, had bool) {
+	if old, had = o.m[k]; had {
+		o.m[k] = it
 		return old, true
 	}
-	ks := string(k)
-	o.m[ks] = it
-	o.keys.ReplaceOrInsert(ks)
+	o.m[k] = it
+	o.keys.ReplaceOrInsert(k)
 	return item{}, false
 }
 
 // unset removes k altogether (undoing its set).
-func (o *overlay) unset(k []byte) {
-	delete(o.m, string(k))
-	o.keys.Delete(string(k))
+func (o *overlay) unset(k string) {
+	delete(o.m, k)
+	o.keys.Delete(k)
 }
 
 // ascend calls fn on each key in order.
@@ -175,6 +174,15 @@ func (b *bucket) Get(k []byte) []byte {
 
 // Put sets k to v. Both are copied.
 func (b *bucket) Put(k, v []byte) error {
+	return b.put(k, v, false)
+}
+
+// putOwned is Put for a value that nobody changes after: it is kept as is.
+func (b *bucket) putOwned(k, v []byte) error {
+	return b.put(k, v, true)
+}
+
+func (b *bucket) put(k, v []byte, owned bool) error {
 	switch {
 	case b.t.layers == nil:
 		return b.b.Put(k, v)
@@ -189,7 +197,10 @@ func (b *bucket) Put(k, v []byte) error {
 	case int64(len(v)) > bolt.MaxValueSize:
 		return bolt.ErrValueTooLarge
 	}
-	b.t.w.set(b, k, item{v: append(make([]byte, 0, len(v)), v...)})
+	if !owned {
+		v = append(make([]byte, 0, len(v)), v...)
+	}
+	b.t.w.set(b, k, item{v: v})
 	return nil
 }
 

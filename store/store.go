@@ -617,7 +617,7 @@ func (s *Store) remember(tx *txn, r *Record, now time.Time) error {
 	if s.opt.DedupWindow < 0 || r.MessageID == "" {
 		return nil
 	}
-	if err := tx.Bucket(bucketDedup).Put(dedupKey(r), append(timeKey(now), r.ID...)); err != nil {
+	if err := tx.Bucket(bucketDedup).putOwned(dedupKey(r), append(timeKey(now), r.ID...)); err != nil {
 		return fmt.Errorf("dedup index of %s: %w", r.ID, err)
 	}
 	return nil
@@ -635,7 +635,7 @@ func nextRef(tx *txn, to string, now time.Time) (uint16, error) {
 	ref++ // wraps at 65536
 	v := make([]byte, 2, 10)
 	v[0], v[1] = byte(ref>>8), byte(ref)
-	if err := b.Put([]byte(to), append(v, timeKey(now)...)); err != nil {
+	if err := b.putOwned([]byte(to), append(v, timeKey(now)...)); err != nil {
 		return 0, fmt.Errorf("refs of %s: %w", to, err)
 	}
 	return ref, nil

@@ -1705,7 +1705,7 @@ func TestMergeLayersDirect(t *testing.T) {
 					for _, name := range mergeBuckets {
 						id := ids.byName[string(name)]
 						set := func(k string, del bool) {
-							full := append([]byte{id}, k...)
+							full := string(append([]byte{id}, k...))
 							if del {
 								o.set(full, item{del: true})
 								delete(model[string(name)], k)

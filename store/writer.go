@@ -7,9 +7,11 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -407,10 +409,11 @@ func copyOverlay(btx *bolt.Tx, ids *bucketIDs, o *overlay, seq uint64) error {
 		if buckets[id] == nil {
 			buckets[id] = btx.Bucket(ids.names[id])
 		}
+		// bbolt copies the key it keeps.
 		if it.del {
-			err = buckets[id].Delete([]byte(k[1:]))
+			err = buckets[id].Delete(unsafeBytes(k[1:]))
 		} else {
-			err = buckets[id].Put([]byte(k[1:]), it.v)
+			err = buckets[id].Put(unsafeBytes(k[1:]), it.v)
 		}
 		return err == nil
 	})
@@ -492,7 +495,7 @@ type round struct {
 }
 
 type change struct {
-	k   []byte // bucket id ‖ key
+	k   string // bucket id ‖ key
 	old item
 	had bool
 }
@@ -505,7 +508,7 @@ func (r *round) reset(active *overlay, ids *bucketIDs, buf []byte) {
 }
 
 func (r *round) set(b *bucket, k []byte, it item) {
-	full := append(append(make([]byte, 0, 1+len(k)), b.id), k...)
+	full := overlayKey(b.id, k)
 	r.t.gen++
 	old, had := r.active.set(full, it)
 	r.changes = append(r.changes, change{k: full, old: old, had: had})
@@ -520,11 +523,26 @@ func (r *round) set(b *bucket, k []byte, it item) {
 // logs its deletion.
 func (r *round) remove(b *bucket, k []byte) {
 	r.t.gen++
-	full := append(append(make([]byte, 0, 1+len(k)), b.id), k...)
-	old, _ := r.active.get(full)
+	full := overlayKey(b.id, k)
+	old, _ := r.active.get(unsafeBytes(full))
 	r.active.unset(full)
 	r.changes = append(r.changes, change{k: full, old: old, had: true})
 	r.payload = appendOp(r.payload, opDelete, b.name, k, nil)
+}
+
+// overlayKey is an overlay's key for k in bucket id: the id, then k.
+func overlayKey(id byte, k []byte) string {
+	var b strings.Builder
+	b.Grow(1 + len(k))
+	b.WriteByte(id)
+	b.Write(k)
+	return b.String()
+}
+
+// unsafeBytes is s as a byte slice without a copy, for APIs that take
+// bytes and neither keep nor change them.
+func unsafeBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
 // undo takes the round's changes back out of the overlay, newest first.
