@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -135,9 +136,14 @@ func decode(v []byte) (*Record, error) {
 		return nil, fmt.Errorf("decode: unknown record encoding %q", v[:min(len(v), 1)])
 	}
 	// One copy of the data backs every string and byte slice of the
-	// record: two allocations instead of one per field.
+	// record: one allocation instead of one per field. The strings and
+	// the byte slices cover disjoint ranges of it, and the slices are
+	// capped, so a caller that changes or appends to a byte slice never
+	// changes a string.
 	d := decoder{data: append([]byte(nil), v[1:]...)}
-	d.str = string(d.data)
+	if len(d.data) > 0 {
+		d.str = unsafe.String(&d.data[0], len(d.data))
+	}
 	r := new(Record)
 	r.ID = d.string()
 	r.Created = d.time()

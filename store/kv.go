@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/google/btree"
 	bolt "go.etcd.io/bbolt"
@@ -33,16 +35,27 @@ type item struct {
 
 // overlay holds the writes of many rounds: the items by key (bucket id ‖
 // key) for lookups, and the keys in order for cursors. Lookups and
-// replacements, most of the writer's work, cost a map access; only a new
-// key touches the B-tree.
+// replacements, most of the writer's work, cost a map access. A new key
+// goes to pending, unordered; it joins the B-tree only when a cursor or a
+// checkpoint needs the order. Most of a message's index keys live a few
+// rounds and are deleted before that; and a checkpoint orders its frozen
+// overlay in its own goroutine, beside the writer.
 type overlay struct {
 	m    map[string]item
 	keys *btree.BTreeG[string]
+	// pending holds the keys set since the last ordering, in no order;
+	// some may since have been unset, or be set twice.
+	pending []string
+	// order guards keys and pending once the overlay is frozen, when the
+	// checkpoint and readers may order it at the same time. (The active
+	// overlay's writer and readers hold the writer's omu.)
+	order sync.Mutex
 }
 
-func newOverlay() *overlay {
+// newOverlay makes an overlay; hint is the number of keys it may get.
+func newOverlay(hint int) *overlay {
 	return &overlay{
-		m:    make(map[string]item),
+		m:    make(map[string]item, hint),
 		keys: btree.NewG(32, func(a, b string) bool { return a < b }),
 	}
 }
@@ -59,19 +72,38 @@ func (o *overlay) set(k string, it item) (old item, had bool) {
 		return old, true
 	}
 	o.m[k] = it
-	o.keys.ReplaceOrInsert(k)
+	o.pending = append(o.pending, k)
 	return item{}, false
 }
 
 // unset removes k altogether (undoing its set).
 func (o *overlay) unset(k string) {
 	delete(o.m, k)
-	o.keys.Delete(k)
+	o.keys.Delete(k) // a no-op while k is only pending
+}
+
+// ordered brings the B-tree up to date: every key of m is in it.
+func (o *overlay) ordered() *btree.BTreeG[string] {
+	o.order.Lock()
+	defer o.order.Unlock()
+	if len(o.pending) == 0 {
+		return o.keys
+	}
+	// Sorted, the inserts walk the tree's nodes in order.
+	slices.Sort(o.pending)
+	for _, k := range o.pending {
+		if _, ok := o.m[k]; ok {
+			o.keys.ReplaceOrInsert(k)
+		}
+	}
+	clear(o.pending)
+	o.pending = o.pending[:0]
+	return o.keys
 }
 
 // ascend calls fn on each key in order.
 func (o *overlay) ascend(fn func(k string, it item) bool) {
-	o.keys.Ascend(func(k string) bool { return fn(k, o.m[k]) })
+	o.ordered().Ascend(func(k string) bool { return fn(k, o.m[k]) })
 }
 
 // bucketIDs numbers the buckets for overlay keys; ids are not stored
@@ -503,10 +535,10 @@ func (it *ovIter) load(start string, incl bool) {
 		it.keys = append(it.keys, k)
 		return true
 	}
-	if it.fwd {
-		it.o.keys.AscendGreaterOrEqual(start, visit)
+	if keys := it.o.ordered(); it.fwd {
+		keys.AscendGreaterOrEqual(start, visit)
 	} else {
-		it.o.keys.DescendLessOrEqual(start, visit)
+		keys.DescendLessOrEqual(start, visit)
 	}
 	if len(it.keys) < ovBatch {
 		it.end = true

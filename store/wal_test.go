@@ -1701,7 +1701,7 @@ func TestMergeLayersDirect(t *testing.T) {
 					if rng.IntN(5) == 0 {
 						continue
 					}
-					o := newOverlay()
+					o := newOverlay(0)
 					for _, name := range mergeBuckets {
 						id := ids.byName[string(name)]
 						set := func(k string, del bool) {

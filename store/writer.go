@@ -114,7 +114,7 @@ func (w *writer) start(db *bolt.DB, path string, ids *bucketIDs, gen, seq uint64
 	}
 	w.cond = sync.NewCond(&w.mu)
 	w.stopped = make(chan struct{})
-	w.active = newOverlay()
+	w.active = newOverlay(0)
 	go w.loop()
 	return nil
 }
@@ -365,7 +365,7 @@ func (w *writer) maybeCheckpoint(aged bool) {
 		return
 	}
 	w.omu.Lock()
-	w.frozen, w.active = frozen, newOverlay()
+	w.frozen, w.active = frozen, newOverlay(len(frozen.m))
 	w.omu.Unlock()
 	w.logBytes = 0
 	w.ckptRunning = true
