@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -39,21 +38,18 @@ type item struct {
 // replacements, most of the writer's work, cost a map access. A new key
 // goes to pending, unordered; it joins the B-tree only when a cursor or a
 // checkpoint needs the order. Most of a message's index keys live a few
-// rounds and are deleted before that; and a checkpoint sorts its frozen
-// overlay's keys in its own goroutine, beside the writer.
+// rounds and are deleted before that; and a checkpoint orders its frozen
+// overlay in its own goroutine, beside the writer.
 type overlay struct {
 	m    map[string]item
 	keys *btree.BTreeG[string]
 	// pending holds the keys set since the last ordering, in no order;
 	// some may since have been unset, or be set twice.
 	pending []string
-	// A frozen overlay changes no more: its keys are ordered once, in a
-	// sorted slice, by whoever needs them first (the checkpoint, or a
-	// reader), under order. (The active overlay's writer and readers hold
-	// the writer's omu.)
-	frozen bool
-	sorted []string
-	order  sync.Mutex
+	// order guards keys and pending once the overlay is frozen, when the
+	// checkpoint and readers may order it at the same time. (The active
+	// overlay's writer and readers hold the writer's omu.)
+	order sync.Mutex
 }
 
 // newOverlay makes an overlay; hint is the number of keys it may get.
@@ -86,53 +82,6 @@ func (o *overlay) unset(k string) {
 	o.keys.Delete(k) // a no-op while k is only pending
 }
 
-// freeze marks o as changing no more.
-func (o *overlay) freeze() { o.frozen = true }
-
-// iterate calls visit on the keys from start on (fwd), or from start down,
-// in order, until visit returns false.
-func (o *overlay) iterate(start string, fwd bool, visit func(string) bool) {
-	if o.frozen {
-		keys := o.sortedKeys()
-		i, found := slices.BinarySearch(keys, start)
-		if fwd {
-			for _, k := range keys[i:] {
-				if !visit(k) {
-					return
-				}
-			}
-			return
-		}
-		if !found {
-			i--
-		}
-		for ; i >= 0; i-- {
-			if !visit(keys[i]) {
-				return
-			}
-		}
-		return
-	}
-	if keys := o.ordered(); fwd {
-		keys.AscendGreaterOrEqual(start, visit)
-	} else {
-		keys.DescendLessOrEqual(start, visit)
-	}
-}
-
-// sortedKeys returns a frozen overlay's keys in order. Sorting them all
-// costs less than putting the pending ones in the B-tree, and the B-tree is
-// of no more use.
-func (o *overlay) sortedKeys() []string {
-	o.order.Lock()
-	defer o.order.Unlock()
-	if o.sorted == nil {
-		o.sorted = slices.Sorted(maps.Keys(o.m))
-		o.keys, o.pending = nil, nil
-	}
-	return o.sorted
-}
-
 // ordered brings the B-tree up to date: every key of m is in it.
 func (o *overlay) ordered() *btree.BTreeG[string] {
 	o.order.Lock()
@@ -154,7 +103,7 @@ func (o *overlay) ordered() *btree.BTreeG[string] {
 
 // ascend calls fn on each key in order.
 func (o *overlay) ascend(fn func(k string, it item) bool) {
-	o.iterate("", true, func(k string) bool { return fn(k, o.m[k]) })
+	o.ordered().Ascend(func(k string) bool { return fn(k, o.m[k]) })
 }
 
 // bucketIDs numbers the buckets for overlay keys; ids are not stored
@@ -586,7 +535,11 @@ func (it *ovIter) load(start string, incl bool) {
 		it.keys = append(it.keys, k)
 		return true
 	}
-	it.o.iterate(start, it.fwd, visit)
+	if keys := it.o.ordered(); it.fwd {
+		keys.AscendGreaterOrEqual(start, visit)
+	} else {
+		keys.DescendLessOrEqual(start, visit)
+	}
 	if len(it.keys) < ovBatch {
 		it.end = true
 	}

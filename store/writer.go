@@ -365,7 +365,6 @@ func (w *writer) maybeCheckpoint(aged bool) {
 		return
 	}
 	w.omu.Lock()
-	frozen.freeze()
 	w.frozen, w.active = frozen, newOverlay(len(frozen.m))
 	w.omu.Unlock()
 	w.logBytes = 0
