@@ -244,7 +244,7 @@ func (b *Bridge) submit(ctx context.Context, rec *store.Record, rt *route) {
 			return
 		}
 		rt.healthy()
-		id = smscKey(rt.Name, id)
+		id = smscKey(rt.idScope(), id)
 		b.cfg.Metrics.segments.Inc()
 		b.log.Info("segment submitted", "id", rec.ID, "msgid", rec.MessageID, "route", rt.Name, "to", rec.To, "seg", i+1, "segments",
 			len(rec.Segments), "smsc_id", id, "took", time.Since(start))
@@ -621,7 +621,8 @@ type lateTag struct {
 	seg int
 }
 
-// LateHandler returns the smppout Config.Late of the named route: a
+// LateHandler returns the smppout Config.Late of the route whose SMSCID (or
+// name) is route: a
 // submit_sm_resp that came after the timeout says the SMSC has the segment.
 // If it has no id yet, it gets this one and is not sent again (the retry
 // that the timeout scheduled finds it submitted).

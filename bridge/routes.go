@@ -15,6 +15,10 @@ import (
 // Route is one way to the phones: an SMPP client and the numbers it serves.
 type Route struct {
 	Name string
+	// SMSCID names the SMSC account in the store's message ids (see
+	// smscKey); empty means Name. Its ReceiptHandler and LateHandler must
+	// be made with the same.
+	SMSCID string
 	// Prefixes are the E.164 prefixes it serves ("+49", "+4915"); none, or
 	// "+", serves every number.
 	Prefixes []string
@@ -141,10 +145,14 @@ func (b *Bridge) anyBound() bool {
 }
 
 // smscKey is how a route's message id is stored: ids are unique only per
-// SMSC, so the route's name comes first.
-func smscKey(route, id string) string { return route + ":" + id }
+// SMSC, so the route's SMSCID (its name by default) comes first.
+func smscKey(smscID, id string) string { return smscID + ":" + id }
 
-// ReceiptHandler returns the smppout.Handler of the named route.
+// idScope is the first part of the route's smscKeys.
+func (r *Route) idScope() string { return cmp.Or(r.SMSCID, r.Name) }
+
+// ReceiptHandler returns the smppout.Handler of the route whose SMSCID (or,
+// without one, whose name) is route.
 func (b *Bridge) ReceiptHandler(route string) smppout.Handler {
 	return func(ctx context.Context, r smppout.Receipt) error {
 		r.MessageID = smscKey(route, r.MessageID)

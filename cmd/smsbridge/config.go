@@ -134,6 +134,12 @@ type Limits struct {
 // SMSCConfig is the SMPP bind. An empty Addr means demo mode: an SMSC
 // simulator in the process.
 type SMSCConfig struct {
+	// SMSCID names the SMSC account behind the route in the store: its
+	// message ids are kept as SMSCID:id, for receipts to find their
+	// records (ids are unique per SMSC only). It defaults to the route's
+	// name. Set it to the old name when renaming a route that has
+	// messages in flight, or their receipts match nothing.
+	SMSCID      string   `toml:"smsc_id"`
 	Addr        string   `toml:"addr"`
 	SystemID    string   `toml:"system_id"`
 	Password    string   `toml:"password"`
@@ -499,6 +505,9 @@ func (c *Config) validate() error {
 	if w := c.SMSC.Window; w < 1 || w > 1000 {
 		bad("smsc.window", "%d is not in 1..1000", w)
 	}
+	if strings.ContainsAny(c.SMSC.SMSCID, ": ") {
+		bad("smsc.smsc_id", "%q: no spaces or colons", c.SMSC.SMSCID)
+	}
 	names := map[string]bool{"default": true}
 	for i, r := range c.Routes {
 		key := fmt.Sprintf("routes[%d]", i)
@@ -509,6 +518,9 @@ func (c *Config) validate() error {
 			bad(key+".name", "%q is used twice (default is the [smsc] route)", r.Name)
 		}
 		names[r.Name] = true
+		if strings.ContainsAny(r.SMSCID, ": ") {
+			bad(key+".smsc_id", "%q: no spaces or colons", r.SMSCID)
+		}
 		if r.Addr == "" {
 			bad(key+".addr", "a route needs the SMSC's host:port")
 		}

@@ -40,6 +40,8 @@ func TestConfigErrors(t *testing.T) {
 		{"window out of range", "[smsc]\nwindow = 0\n", nil, "smsc.window: 0 is not in 1..1000"},
 		{"route without address", "[[routes]]\nname = \"de\"\nprefixes = [\"+49\"]\n", nil, "routes[0].addr"},
 		{"route named twice", "[[routes]]\nname = \"default\"\naddr = \"a:1\"\n", nil, "used twice"},
+		{"route smsc_id with a colon", "[[routes]]\nname = \"de\"\nsmsc_id = \"a:b\"\naddr = \"a:1\"\n", nil, "routes[0].smsc_id"},
+		{"smsc_id with a space", "[smsc]\nsmsc_id = \"a b\"\n", nil, "smsc.smsc_id"},
 		{"route prefix not E.164", "[[routes]]\nname = \"de\"\naddr = \"a:1\"\nprefixes = [\"49\"]\n", nil, "routes[0].prefixes"},
 		{"sender id too long", "source_addr = \"ACME Corporation\"\n", nil, "c.toml:1: source_addr"},
 		{"smarthost tls mode", "smarthost_tls = \"maybe\"\n", nil, "smarthost_tls"},

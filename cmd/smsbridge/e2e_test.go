@@ -708,3 +708,59 @@ password = "secret"
 		t.Errorf("RCPT to a prefix denied by the reload: %v", err)
 	}
 }
+
+// TestRenameRouteKeepsReceipts: a route renamed by a reload, with smsc_id
+// set to its old name, still matches the receipts of the messages it sent
+// before (they come on the new bind: the SMSC account is the same).
+func TestRenameRouteKeepsReceipts(t *testing.T) {
+	sim := smsctest.New(smsctest.Config{SystemID: "gw", Password: "secret", ReceiptDelay: 1500 * time.Millisecond})
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "smsbridge.toml")
+	write := func(name, smscID string) {
+		os.WriteFile(file, []byte(fmt.Sprintf(`smtp_addr = "127.0.0.1:0"
+admin_addr = ""
+data_dir = %q
+[[routes]]
+name = %q
+smsc_id = %q
+prefixes = ["+49"]
+addr = %q
+system_id = "gw"
+password = "secret"
+reconnect_min = "20ms"
+reconnect_max = "100ms"
+`, filepath.Join(dir, "data"), name, smscID, sim.Addr())), 0o600)
+	}
+	write("de", "")
+	cfg, err := parseServeFlags([]string{"--config", file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startApp(t, cfg)
+	a.reloadConfig = func() (Config, error) { return parseServeFlags([]string{"--config", file}) }
+	ids := sendMail(t, a.smtpL.Addr().String(), "ops@x.test", []string{"+4915112345678@sms.localhost"}, "Subject: one\n\nfirst\n")
+	if _, err := sim.WaitMessages(ctxTimeout(t, 10*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if rec, err := a.st.Get(ids[0]); err == nil && rec.State == store.Submitted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the SMSC id was not written down")
+		}
+	}
+
+	write("germany", "de")
+	a.reload()
+	if rec := waitFinal(t, a.st, ids[0]); rec.State != store.Delivered {
+		t.Fatalf("after the rename: %s", rec.State)
+	}
+	if n := sim.Binds(); n != 2 {
+		t.Errorf("%d binds, want 2 (the renamed route is a new one)", n)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"reflect"
 	"slices"
@@ -133,7 +134,7 @@ func (rs *routeSet) bridgeRoutes(c Config, base convert.Options) []bridge.Route 
 	}
 	var out []bridge.Route
 	for _, r := range rs.list() {
-		br := bridge.Route{Name: r.name, SMSC: r.cl, GSMPacked: r.sc.GSMPacked}
+		br := bridge.Route{Name: r.name, SMSCID: r.sc.SMSCID, SMSC: r.cl, GSMPacked: r.sc.GSMPacked}
 		if rc, ok := byName[r.name]; ok && r.name != "default" {
 			br.Prefixes, br.Priority, br.Source = rc.Prefixes, rc.Priority, rc.SourceAddr
 		} else {
@@ -155,6 +156,7 @@ func (rs *routeSet) bridgeRoutes(c Config, base convert.Options) []bridge.Route 
 // dispatcher, which exists by the time the client runs.
 func (a *app) newClient(name string, sc SMSCConfig) *smppout.Client {
 	types, _ := sc.sourceTypes() // validated with the config
+	idScope := cmp.Or(sc.SMSCID, name)
 	return smppout.New(smppout.Config{
 		SourceTypes:   types,
 		Addr:          sc.Addr,
@@ -175,8 +177,8 @@ func (a *app) newClient(name string, sc SMSCConfig) *smppout.Client {
 		MO: func(ctx context.Context, m smppout.MO) error {
 			return a.bridge.MOHandler(name)(ctx, m)
 		},
-		Late: func(tag any, smscID string) { a.bridge.LateHandler(name)(tag, smscID) },
+		Late: func(tag any, smscID string) { a.bridge.LateHandler(idScope)(tag, smscID) },
 	}, func(ctx context.Context, r smppout.Receipt) error {
-		return a.bridge.ReceiptHandler(name)(ctx, r)
+		return a.bridge.ReceiptHandler(idScope)(ctx, r)
 	}, a.log.With("component", "smpp", "route", name))
 }
