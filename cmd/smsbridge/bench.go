@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,7 @@ type benchOptions struct {
 	rate         float64
 	json         bool
 	cpuprofile   string
+	tracefile    string
 	memprofile   string
 	config       string
 	dataDir      string
@@ -94,6 +96,7 @@ serve it as its SMSC, and --sink-listen to be its smarthost.
 	fs.Float64Var(&o.rate, "rate", 0, "target mails/s over all sessions (0: as fast as the server answers)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measuring window to `file`")
+	fs.StringVar(&o.tracefile, "trace", "", "write an execution trace of the measuring window to `file` (go tool trace; -pprof=sched shows where goroutines waited for a CPU)")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile at the end of the window to `file`")
 	fs.StringVar(&o.config, "config", "", "in-process: the smsbridge config `file` to start from (addresses, SMSC, data dir and reports are the benchmark's)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "in-process: data directory (default: a new temporary one, removed at the end)")
@@ -326,6 +329,18 @@ func runBenchOnce(ctx context.Context, o benchOptions, stderr io.Writer) (*bench
 			return nil, err
 		}
 	}
+	if o.tracefile != "" {
+		f, err := os.Create(o.tracefile)
+		if err != nil {
+			abort()
+			return nil, err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			abort()
+			return nil, err
+		}
+	}
 	if o.warmup > 0 {
 		t.snap(&s1)
 		g.measuring.Store(true)
@@ -348,6 +363,9 @@ func runBenchOnce(ctx context.Context, o benchOptions, stderr io.Writer) (*bench
 	t.snap(&s2)
 	if o.cpuprofile != "" {
 		pprof.StopCPUProfile()
+	}
+	if o.tracefile != "" {
+		trace.Stop()
 	}
 	if o.memprofile != "" {
 		if err := writeHeapProfile(o.memprofile); err != nil {
