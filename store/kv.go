@@ -20,9 +20,9 @@ import (
 // A tx has up to two overlays above bbolt, newest first: the writes since
 // the last checkpoint began (active), and the writes being copied into
 // bbolt by that checkpoint (frozen). An overlay maps bucket id ‖ key to a
-// value or a tombstone, and keeps its keys in order in a B-tree. A key is read from the
-// first layer that has it; a cursor merges the layers in key order and
-// skips tombstones.
+// value or a tombstone, and orders its keys in a B-tree when a cursor or a
+// checkpoint needs them. A key is read from the first layer that has it; a
+// cursor merges the layers in key order and skips tombstones.
 //
 // A tx in direct mode has no overlay: it reads and writes bbolt (Open uses
 // it for migrations, replay and checkpoints).
@@ -46,9 +46,11 @@ type overlay struct {
 	// pending holds the keys set since the last ordering, in no order;
 	// some may since have been unset, or be set twice.
 	pending []string
-	// order guards keys and pending once the overlay is frozen, when the
-	// checkpoint and readers may order it at the same time. (The active
-	// overlay's writer and readers hold the writer's omu.)
+	// order guards the merge of pending into keys: once the overlay is
+	// frozen, or while Close checkpoints the last active one, the
+	// checkpoint (without omu) and readers (with omu) may order it at the
+	// same time. set and unset need only omu: nobody calls them on an
+	// overlay that someone reads without omu.
 	order sync.Mutex
 }
 

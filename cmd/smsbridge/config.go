@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -508,8 +509,17 @@ func (c *Config) validate() error {
 	if strings.ContainsAny(c.SMSC.SMSCID, ": ") {
 		bad("smsc.smsc_id", "%q: no spaces or colons", c.SMSC.SMSCID)
 	}
+	// Two routes may share an smsc_id only if they bind the same SMSC
+	// account; otherwise the ids of two SMSCs could meet in one key.
+	type account struct{ addr, systemID string }
+	idScopes := map[string]account{cmp.Or(c.SMSC.SMSCID, "default"): {c.SMSC.Addr, c.SMSC.SystemID}}
 	names := map[string]bool{"default": true}
 	for i, r := range c.Routes {
+		scope, acct := cmp.Or(r.SMSCID, r.Name), account{r.Addr, r.SystemID}
+		if other, ok := idScopes[scope]; ok && other != acct {
+			bad(fmt.Sprintf("routes[%d].smsc_id", i), "%q names another route's SMSC account too (%s as %q): message ids of two SMSCs would mix", scope, other.addr, other.systemID)
+		}
+		idScopes[scope] = acct
 		key := fmt.Sprintf("routes[%d]", i)
 		switch {
 		case r.Name == "" || strings.ContainsAny(r.Name, ": "):

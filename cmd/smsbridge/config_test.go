@@ -41,6 +41,7 @@ func TestConfigErrors(t *testing.T) {
 		{"route without address", "[[routes]]\nname = \"de\"\nprefixes = [\"+49\"]\n", nil, "routes[0].addr"},
 		{"route named twice", "[[routes]]\nname = \"default\"\naddr = \"a:1\"\n", nil, "used twice"},
 		{"route smsc_id with a colon", "[[routes]]\nname = \"de\"\nsmsc_id = \"a:b\"\naddr = \"a:1\"\n", nil, "routes[0].smsc_id"},
+		{"smsc_id of another SMSC account", "[[routes]]\nname = \"de\"\nsmsc_id = \"default\"\naddr = \"a:1\"\n", nil, "routes[0].smsc_id"},
 		{"smsc_id with a space", "[smsc]\nsmsc_id = \"a b\"\n", nil, "smsc.smsc_id"},
 		{"route prefix not E.164", "[[routes]]\nname = \"de\"\naddr = \"a:1\"\nprefixes = [\"49\"]\n", nil, "routes[0].prefixes"},
 		{"sender id too long", "source_addr = \"ACME Corporation\"\n", nil, "c.toml:1: source_addr"},
@@ -61,6 +62,17 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("err = %v, want it to mention %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestSharedSMSCID: routes that bind the same SMSC account may store
+// their ids under one smsc_id (a renamed route beside its old name, or two
+// prefixes sets over one account).
+func TestSharedSMSCID(t *testing.T) {
+	file := writeFile(t, "[smsc]\naddr = \"smsc:2775\"\nsystem_id = \"acme\"\n"+
+		"[[routes]]\nname = \"de\"\nsmsc_id = \"default\"\naddr = \"smsc:2775\"\nsystem_id = \"acme\"\nprefixes = [\"+49\"]\n")
+	if _, err := parseServeFlags([]string{"--config", file}); err != nil {
+		t.Fatal(err)
 	}
 }
 
