@@ -217,6 +217,10 @@ type benchResult struct {
 
 	CPUSeconds float64 `json:"cpu_s"` // -1: unknown
 	CPUCores   float64 `json:"cpu_cores"`
+	// CPUPerMail is CPUSeconds per mail accepted in the window, in µs: the
+	// whole path's cost per mail when the later stages keep up (--rate).
+	// It varies less than the rates on a shared machine.
+	CPUPerMail float64 `json:"cpu_us_per_mail,omitempty"`
 	CPUScope   string  `json:"cpu_scope"`
 	RSSMB      float64 `json:"rss_mb"`
 	PeakRSSMB  float64 `json:"peak_rss_mb,omitempty"`
@@ -448,6 +452,9 @@ func runBenchOnce(ctx context.Context, o benchOptions, stderr io.Writer) (*bench
 	if s1.cpu >= 0 && s2.cpu >= 0 {
 		res.CPUSeconds = (s2.cpu - s1.cpu).Seconds()
 		res.CPUCores = res.CPUSeconds / win
+		if res.Mails > 0 {
+			res.CPUPerMail = res.CPUSeconds * 1e6 / float64(res.Mails)
+		}
 	}
 	res.RSSMB = float64(s2.rss) / (1 << 20)
 	if o.smtp == "" {
@@ -782,7 +789,8 @@ func (r *benchResult) print(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	if r.CPUSeconds >= 0 {
-		fmt.Fprintf(w, "CPU: %.2f s in the window = %.2f cores (%s)\n", r.CPUSeconds, r.CPUCores, r.CPUScope)
+		fmt.Fprintf(w, "CPU: %.2f s in the window = %.2f cores (%s); %.0f µs per mail accepted in it\n",
+			r.CPUSeconds, r.CPUCores, r.CPUScope, r.CPUPerMail)
 	} else {
 		fmt.Fprintf(w, "CPU: unknown (%s)\n", r.CPUScope)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 
@@ -62,6 +63,8 @@ func TestBenchInProcess(t *testing.T) {
 				t.Errorf("DATA→submit_sm %+v, want %d samples after DATA→250 %+v", r.DataSubmit, int(tc.mails)*tc.rcpts, r.Data250)
 			case r.MailsPerS <= 0 || r.CPUSeconds <= 0 || r.RSSMB <= 0:
 				t.Errorf("mails/s %.0f, CPU %.2f s, RSS %.0f MB", r.MailsPerS, r.CPUSeconds, r.RSSMB)
+			case math.Abs(r.CPUPerMail-r.CPUSeconds*1e6/float64(r.Mails)) > 1:
+				t.Errorf("CPU per mail %.0f µs, want %.2f s / %d mails", r.CPUPerMail, r.CPUSeconds, r.Mails)
 			}
 			wantReports := int64(0)
 			if tc.reports {
@@ -94,7 +97,7 @@ func TestBenchTable(t *testing.T) {
 		t.Fatalf("exit %d\n%s\n%s", code, &out, &errOut)
 	}
 	for _, want := range []string{"mails accepted", "SMS submitted", "receipts applied", "records reported", "end to end",
-		"DATA→250", "DATA→submit_sm", "DATA→report", "CPU:", "RSS:", "2-core"} {
+		"DATA→250", "DATA→submit_sm", "DATA→report", "CPU:", "µs per mail accepted", "RSS:", "2-core"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table has no %q:\n%s", want, &out)
 		}
