@@ -607,6 +607,49 @@ func TestPurgeScansDedupAndRefs(t *testing.T) {
 	}
 }
 
+// TestPurgeScanIsPaced: the scan's deletes wait scanPace per key, so that a
+// dedup window's worth of them is spread out, and a cancelled context ends
+// the wait at once.
+func TestPurgeScanIsPaced(t *testing.T) {
+	defer func(c int, p time.Duration) { chunk, scanPace = c, p }(chunk, scanPace)
+	chunk, scanPace = 10, 2*time.Millisecond
+	clk := newClock()
+	s, _ := openTemp(t, Options{Now: clk.Now, DedupWindow: time.Minute})
+	for i := range 40 {
+		r := record(fmt.Sprintf("+4915100000%02d", i), 1)
+		r.MessageID = fmt.Sprintf("<%d@x>", i)
+		mustAdd(t, s, r)
+	}
+	clk.Add(time.Hour)
+	start := time.Now()
+	if _, err := s.Purge(context.Background(), clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 40*scanPace {
+		t.Errorf("40 deletes took %v, want at least %v", took, 40*scanPace)
+	}
+	if got := indexKeys(t, s, bucketDedup); len(got) != 0 {
+		t.Errorf("dedup after the window: %q", got)
+	}
+
+	for i := range 40 {
+		r := record(fmt.Sprintf("+4915200000%02d", i), 1)
+		r.MessageID = fmt.Sprintf("<b%d@x>", i)
+		mustAdd(t, s, r)
+	}
+	clk.Add(time.Hour)
+	scanPace = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	start = time.Now()
+	if _, err := s.Purge(ctx, clk.Now()); !errors.Is(err, context.Canceled) {
+		t.Errorf("Purge = %v, want it cancelled", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("a cancelled purge took %v", took)
+	}
+}
+
 // TestMigrateLayout4 drops the age indexes that layout 5 no longer keeps.
 func TestMigrateLayout4(t *testing.T) {
 	s, path := openTemp(t, Options{})
