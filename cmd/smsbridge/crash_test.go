@@ -52,11 +52,7 @@ func stopUnderLoad(t *testing.T, sig syscall.Signal, kills, senders int) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	sim := smsctest.New(smsctest.Config{SystemID: "crash", Password: "pw", ReceiptDelay: 5 * time.Millisecond})
-	if err := sim.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := startSim(t, "127.0.0.1:0", smsctest.Config{SystemID: "crash", Password: "pw", ReceiptDelay: 5 * time.Millisecond})
 	smtpAddr := freeAddr(t)
 	conf := filepath.Join(dir, "smsbridge.toml")
 	os.WriteFile(conf, []byte(fmt.Sprintf(`

@@ -132,6 +132,18 @@ func sendMail(t *testing.T, addr, from string, to []string, msg string) []string
 	return strings.Fields(ids)
 }
 
+// startSim starts an SMSC simulator on addr ("127.0.0.1:0" for any port),
+// closed at the end of the test.
+func startSim(t testing.TB, addr string, cfg smsctest.Config) *smsctest.Server {
+	t.Helper()
+	sim := smsctest.New(cfg)
+	if err := sim.Start(addr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	return sim
+}
+
 // waitState waits until record id reaches a final state and returns it.
 func waitFinal(t *testing.T, st *store.Store, id string) *store.Record {
 	t.Helper()
@@ -230,15 +242,11 @@ func parseReport(t *testing.T, m smtpsink.Message) dsn {
 var gsmText = strings.Repeat("Alarm 42 on pump station North. ", 13)[:400]
 
 func TestEndToEnd(t *testing.T) {
-	sim := smsctest.New(smsctest.Config{
+	sim := startSim(t, "127.0.0.1:0", smsctest.Config{
 		SystemID: "gw", Password: "secret",
 		ReceiptDelay: 50 * time.Millisecond,
 		Outcomes:     []smsctest.Outcome{{Prefix: "14155550199", Stat: "UNDELIV", Err: "001"}},
 	})
-	if err := sim.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
 	sink, err := smtpsink.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -397,11 +405,7 @@ func TestRestartWhileSMSCDown(t *testing.T) {
 	if err != nil || rec.State != store.Queued {
 		t.Fatalf("after restart: %v, state %v", err, rec)
 	}
-	sim := smsctest.New(smsctest.Config{SystemID: "gw", Password: "secret", ReceiptDelay: 20 * time.Millisecond})
-	if err := sim.Start(smscAddr); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := startSim(t, smscAddr, smsctest.Config{SystemID: "gw", Password: "secret", ReceiptDelay: 20 * time.Millisecond})
 	if rec := waitFinal(t, b.st, ids[0]); rec.State != store.Delivered {
 		t.Fatalf("record ended %s", rec.State)
 	}
@@ -634,11 +638,7 @@ func TestAuthOverStartTLS(t *testing.T) {
 func TestReload(t *testing.T) {
 	sims := map[string]*smsctest.Server{}
 	for _, n := range []string{"a", "b", "fr"} {
-		s := smsctest.New(smsctest.Config{SystemID: "gw", Password: "secret", ReceiptDelay: 10 * time.Millisecond})
-		if err := s.Start("127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
+		s := startSim(t, "127.0.0.1:0", smsctest.Config{SystemID: "gw", Password: "secret", ReceiptDelay: 10 * time.Millisecond})
 		sims[n] = s
 	}
 	dir := t.TempDir()
@@ -713,11 +713,7 @@ password = "secret"
 // set to its old name, still matches the receipts of the messages it sent
 // before (they come on the new bind: the SMSC account is the same).
 func TestRenameRouteKeepsReceipts(t *testing.T) {
-	sim := smsctest.New(smsctest.Config{SystemID: "gw", Password: "secret", ReceiptDelay: 1500 * time.Millisecond})
-	if err := sim.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := startSim(t, "127.0.0.1:0", smsctest.Config{SystemID: "gw", Password: "secret", ReceiptDelay: 1500 * time.Millisecond})
 	dir := t.TempDir()
 	file := filepath.Join(dir, "smsbridge.toml")
 	write := func(name, smscID string) {

@@ -41,11 +41,7 @@ func TestRestartLargeQueue(t *testing.T) {
 	dataDir := filepath.Join(dir, "data")
 	fillQueue(t, dataDir, n)
 
-	sim := smsctest.New(smsctest.Config{SystemID: "large", Password: "pw", ReceiptDelay: 10 * time.Millisecond})
-	if err := sim.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
+	sim := startSim(t, "127.0.0.1:0", smsctest.Config{SystemID: "large", Password: "pw", ReceiptDelay: 10 * time.Millisecond})
 	smtpAddr, adminAddr := freeAddr(t), freeAddr(t)
 	conf := filepath.Join(dir, "smsbridge.toml")
 	os.WriteFile(conf, []byte(fmt.Sprintf(`
