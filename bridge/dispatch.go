@@ -244,7 +244,7 @@ func (b *Bridge) submit(ctx context.Context, rec *store.Record, rt *route) {
 			return
 		}
 		rt.healthy()
-		id = smscKey(rt.idScope(), id)
+		id = smscKey(rt.IDScope(), id)
 		b.cfg.Metrics.segments.Inc()
 		b.log.Info("segment submitted", "id", rec.ID, "msgid", rec.MessageID, "route", rt.Name, "to", rec.To, "seg", i+1, "segments",
 			len(rec.Segments), "smsc_id", id, "took", time.Since(start))

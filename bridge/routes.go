@@ -16,8 +16,7 @@ import (
 type Route struct {
 	Name string
 	// SMSCID names the SMSC account in the store's message ids (see
-	// smscKey); empty means Name. Its ReceiptHandler and LateHandler must
-	// be made with the same.
+	// smscKey and IDScope); empty means Name.
 	SMSCID string
 	// Prefixes are the E.164 prefixes it serves ("+49", "+4915"); none, or
 	// "+", serves every number.
@@ -148,8 +147,9 @@ func (b *Bridge) anyBound() bool {
 // SMSC, so the route's SMSCID (its name by default) comes first.
 func smscKey(smscID, id string) string { return smscID + ":" + id }
 
-// idScope is the first part of the route's smscKeys.
-func (r *Route) idScope() string { return cmp.Or(r.SMSCID, r.Name) }
+// IDScope is the first part of the route's SMSC id keys: SMSCID, or Name
+// without one. Its ReceiptHandler and LateHandler are made with it.
+func (r Route) IDScope() string { return cmp.Or(r.SMSCID, r.Name) }
 
 // ReceiptHandler returns the smppout.Handler of the route whose SMSCID (or,
 // without one, whose name) is route.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/nyaruka/phonenumbers"
 
+	"github.com/smsbridge/smsbridge/bridge"
 	"github.com/smsbridge/smsbridge/convert"
 	"github.com/smsbridge/smsbridge/smppout"
 )
@@ -512,10 +512,10 @@ func (c *Config) validate() error {
 	// Two routes may share an smsc_id only if they bind the same SMSC
 	// account; otherwise the ids of two SMSCs could meet in one key.
 	type account struct{ addr, systemID string }
-	idScopes := map[string]account{cmp.Or(c.SMSC.SMSCID, "default"): {c.SMSC.Addr, c.SMSC.SystemID}}
+	idScopes := map[string]account{bridge.Route{Name: "default", SMSCID: c.SMSC.SMSCID}.IDScope(): {c.SMSC.Addr, c.SMSC.SystemID}}
 	names := map[string]bool{"default": true}
 	for i, r := range c.Routes {
-		scope, acct := cmp.Or(r.SMSCID, r.Name), account{r.Addr, r.SystemID}
+		scope, acct := bridge.Route{Name: r.Name, SMSCID: r.SMSCID}.IDScope(), account{r.Addr, r.SystemID}
 		if other, ok := idScopes[scope]; ok && other != acct {
 			bad(fmt.Sprintf("routes[%d].smsc_id", i), "%q names another route's SMSC account too (%s as %q): message ids of two SMSCs would mix", scope, other.addr, other.systemID)
 		}

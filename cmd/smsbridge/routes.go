@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"reflect"
 	"slices"
@@ -156,7 +155,7 @@ func (rs *routeSet) bridgeRoutes(c Config, base convert.Options) []bridge.Route 
 // dispatcher, which exists by the time the client runs.
 func (a *app) newClient(name string, sc SMSCConfig) *smppout.Client {
 	types, _ := sc.sourceTypes() // validated with the config
-	idScope := cmp.Or(sc.SMSCID, name)
+	idScope := bridge.Route{Name: name, SMSCID: sc.SMSCID}.IDScope()
 	return smppout.New(smppout.Config{
 		SourceTypes:   types,
 		Addr:          sc.Addr,
