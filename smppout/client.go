@@ -146,8 +146,8 @@ func (c *Client) runSession(ctx context.Context, bindID uint32, log *slog.Logger
 		return false, err
 	}
 	log.Info("smpp bound")
-	c.stats.binds.Add(1)
 	c.addSession(s)
+	c.stats.binds.Add(1) // after: a counted bind is among the sessions
 	err = s.serve(ctx)
 	c.removeSession(s)
 	return true, err

@@ -91,7 +91,13 @@ func TestSubmitNeedsATransmitter(t *testing.T) {
 			conn.nc.Close() // the transmitter goes away at once
 		}
 	}
-	waitFor(t, "receiver bound", func() bool { return c.Stats().Bound >= 1 })
+	// Both binds were answered, but the client may read the transmitter's
+	// bind_resp, and then its EOF, after the receiver's: wait until it has
+	// counted both binds and lost the transmitter.
+	waitFor(t, "only the receiver bound", func() bool {
+		st := c.Stats()
+		return st.Binds == 2 && st.Bound == 1 && !c.Bound()
+	})
 	if _, err := c.Submit(ctxT(t), hello); !errors.Is(err, ErrNotBound) {
 		t.Fatalf("Submit with only a receiver = %v, want ErrNotBound", err)
 	}
