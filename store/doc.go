@@ -94,14 +94,14 @@
 //
 // # Concatenation references
 //
-// Add gives every record of more than one segment the next reference of its
-// destination: a counter per To in the refs bucket, incremented by one per
-// multipart record, wrapping at 65536, written in the same transaction, so
-// references stay unique per destination across restarts. The 8-bit UDH
-// uses the low byte, which cycles through 256 values per destination.
-// Single-segment records have Ref 0 and do not use one. A counter untouched
-// for longer than Options.Retention is dropped by Purge (and starts again at
-// 1).
+// Add gives every record the next reference of its destination: a counter
+// per To in the refs bucket, incremented by one per record, wrapping at
+// 65536, written in the same transaction, so references stay unique per
+// destination across restarts. Even a single SMS takes one: the dispatcher
+// may encode it again for a route that needs more parts. The 8-bit UDH uses
+// the low byte, which cycles through 256 values per destination. A counter
+// untouched for between one and two Options.Retention is dropped by Purge
+// (and starts again at 1).
 //
 // # Duplicates
 //
@@ -133,9 +133,10 @@
 // entries, then stale dedup entries, reference counters and parked
 // receipts, a few hundred keys per transaction so that writers never wait
 // long. It finds records through time-ordered indexes and never reads a live
-// record; dedup entries and reference counters it finds by scanning their
-// buckets, which it keeps small (an age index would cost every Add two more
-// writes). Run it every few minutes.
+// record. Dedup entries and reference counters have no age index (one more
+// write per Add); their keys start with their generation, a period of
+// DedupWindow or Retention, and Purge deletes the old generations as one
+// range of keys. Run it every few minutes.
 //
 // bbolt reuses freed pages but never shrinks the file. To give the space
 // back, stop the server and compact the file offline:
@@ -149,7 +150,7 @@
 // Buckets in the file (ids are 24 lowercase hex digits, see newID; times are
 // 8 bytes that sort like the time, see timeKey):
 //
-//	meta        "version" → "6"; "wal_seq" → the last log round bbolt holds
+//	meta        "version" → "7"; "wal_seq" → the last log round bbolt holds
 //	            (8 bytes, big-endian)
 //	records     id → record (binary, see codec.go; JSON from layout 1 is read too)
 //	due         NextAttempt ‖ id → ""                         (State == Queued)
@@ -162,9 +163,12 @@
 //	delay       Created ‖ id → ""                             (not final, !DelayDone, no
 //	            retry, and NOTIFY, ReportPolicy and NoReport allow a delay report)
 //	counts      state → number of records (8 bytes, big-endian)
-//	dedup       MessageID ‖ 0x00 ‖ To → accepted time ‖ id    (a Message-ID over 256
-//	            bytes is replaced by "sha256:" and its hex digest)
-//	refs        To → last reference (2 bytes) ‖ time last used
+//	dedup       generation ‖ MessageID ‖ 0x00 ‖ sender ‖ 0x00 ‖ user ‖ 0x00 ‖ To
+//	            → accepted time ‖ id (generation: the start of the accepted
+//	            time's DedupWindow, see generation; MessageID ‖ sender ‖ user
+//	            over 256 bytes is replaced by "sha256:" and its hex digest)
+//	refs        generation ‖ To → last reference (2 bytes) ‖ time last used
+//	            (generation: the start of that time's Retention period)
 //	originals   id of a mail's first record → number of records sharing it (uvarint) ‖
 //	            the mail, for RET=FULL reports (Record.OriginalRef)
 //	headers     id of a mail's first record → number of records sharing it (uvarint) ‖

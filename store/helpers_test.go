@@ -115,6 +115,19 @@ func indexKeys(t testing.TB, s *Store, bucket []byte) []string {
 	return keys
 }
 
+// genKeys is indexKeys without the generation prefix (dedup, refs).
+func genKeys(t testing.TB, s *Store, bucket []byte) []string {
+	t.Helper()
+	keys := indexKeys(t, s, bucket)
+	for i, k := range keys {
+		if len(k) < 8 {
+			t.Fatalf("%s key %q has no generation", bucket, k)
+		}
+		keys[i] = k[8:]
+	}
+	return keys
+}
+
 func ids(recs []*Record) []string {
 	var out []string
 	for _, r := range recs {

@@ -35,8 +35,8 @@ var (
 		bucketInbound, bucketMOParts, bucketHeaders}
 
 	// droppedBuckets were in older layouts: layout 5 dropped the age
-	// indexes of dedup and refs (two more writes per record), and Purge
-	// scans those buckets instead.
+	// indexes of dedup and refs (two more writes per record); since
+	// layout 7 their keys start with their generation instead.
 	droppedBuckets = [][]byte{[]byte("dedup_age"), []byte("refs_age")}
 
 	// derivedBuckets hold what the records imply; a migration rebuilds them.
@@ -49,8 +49,9 @@ var (
 // layoutVersion 2 added the submitting, final, counts, dedup and refs
 // buckets, 3 the report_due and delay indexes, 5 dropped dedup_age and
 // refs_age, 6 the headers bucket (records of layout 5 keep their header
-// inline, and are read as they are); an older file is migrated by Open.
-const layoutVersion = "6"
+// inline, and are read as they are), 7 the generation prefix of the dedup
+// and refs keys (see generation); an older file is migrated by Open.
+const layoutVersion = "7"
 
 // entry is one index entry that a record implies.
 type entry struct {

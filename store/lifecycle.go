@@ -86,9 +86,10 @@ func (s *Store) Cancel(id, reason string) (*Record, error) {
 //   - final records whose report is done and that became final more than
 //     Options.Retention before now, with their index entries (read from the
 //     final index: live records are not looked at);
-//   - dedup entries older than Options.DedupWindow;
-//   - per-destination reference counters untouched for longer than
-//     Options.Retention;
+//   - the generations of dedup entries before the previous one (see
+//     generation): entries between one and two DedupWindows old;
+//   - likewise the per-destination reference counters untouched for
+//     between one and two Retentions;
 //   - parked receipts older than Options.ParkedMaxAge.
 //
 // It stops early, with ctx's error, when ctx is done. Run it now and then
@@ -100,17 +101,18 @@ func (s *Store) Purge(ctx context.Context, now time.Time) (n int, err error) {
 			return n, fmt.Errorf("store: purge records: %w", err)
 		}
 	}
-	dedupCutoff := timeKey(now.Add(-max(s.opt.DedupWindow, 0)))
-	if _, err := s.scan(ctx, bucketDedup, func(v []byte) bool {
-		return len(v) < 8 || bytes.Compare(v[:8], dedupCutoff) < 0
-	}); err != nil {
+	// Generations before the previous one hold nothing within the window
+	// (see generation); with no window, every entry is stale.
+	dedupBound := now
+	if w := s.opt.DedupWindow; w > 0 {
+		dedupBound = keyTime(generation(now.Add(-w), w))
+	}
+	if _, err := s.sweep(ctx, bucketDedup, dedupBound, dropKeyOnly); err != nil {
 		return n, fmt.Errorf("store: purge dedup index: %w", err)
 	}
-	if retention := s.opt.Retention; retention >= 0 {
-		refsCutoff := timeKey(now.Add(-retention))
-		if _, err := s.scan(ctx, bucketRefs, func(v []byte) bool {
-			return len(v) != 10 || bytes.Compare(v[2:10], refsCutoff) < 0
-		}); err != nil {
+	if r := s.opt.Retention; r > 0 {
+		refsBound := keyTime(generation(now.Add(-r), r))
+		if _, err := s.sweep(ctx, bucketRefs, refsBound, dropKeyOnly); err != nil {
 			return n, fmt.Errorf("store: purge refs: %w", err)
 		}
 	}
@@ -141,7 +143,13 @@ func (s *Store) sweep(ctx context.Context, bucket []byte, cutoff time.Time,
 	drop func(tx *txn, t time.Time, rest []byte) (bool, error)) (int, error) {
 	bound := timeKey(cutoff)
 	n := 0
+	released := time.Now()
+	defer func() { _ = releaseMapped(s.db) }() // costs memory only if it fails
 	for {
+		if time.Since(released) >= sweepRelease {
+			_ = releaseMapped(s.db)
+			released = time.Now()
+		}
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
@@ -150,12 +158,15 @@ func (s *Store) sweep(ctx context.Context, bucket []byte, cutoff time.Time,
 			seen, dropped = 0, 0
 			var keys [][]byte
 			c := tx.Bucket(bucket).Cursor()
-			for k, _ := c.First(); k != nil && len(keys) < chunk && bytes.Compare(k[:8], bound) < 0; k, _ = c.Next() {
+			for k, _ := c.First(); k != nil && len(keys) < chunk && (len(k) < 8 || bytes.Compare(k[:8], bound) < 0); k, _ = c.Next() {
 				keys = append(keys, bytes.Clone(k))
 			}
 			for _, k := range keys {
-				if len(k) < 8 {
-					return fmt.Errorf("bad %s key %x", bucket, k)
+				if len(k) < 8 { // stands for nothing: it only goes
+					if err := tx.Bucket(bucket).Delete(k); err != nil {
+						return err
+					}
+					continue
 				}
 				ok, err := drop(tx, keyTime(k[:8]), k[8:])
 				if err != nil {
@@ -178,6 +189,10 @@ func (s *Store) sweep(ctx context.Context, bucket []byte, cutoff time.Time,
 		if seen < chunk {
 			return n, nil
 		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(seen) * sweepPace):
+		}
 	}
 }
 
@@ -194,7 +209,7 @@ func (s *Store) purgeRecord(tx *txn, _ time.Time, id []byte) (bool, error) {
 		return false, err
 	}
 	if rec.MessageID != "" {
-		key := dedupKey(rec)
+		key := s.dedupKey(rec, rec.Created)
 		if v := tx.Bucket(bucketDedup).Get(key); len(v) > 8 && string(v[8:]) == rec.ID {
 			if err := tx.Bucket(bucketDedup).Delete(key); err != nil {
 				return false, err
@@ -204,105 +219,20 @@ func (s *Store) purgeRecord(tx *txn, _ time.Time, id []byte) (bool, error) {
 	return true, nil
 }
 
-// scanChunk is how many keys scan reads per read transaction.
-var scanChunk = 5000
+// dropKeyOnly is sweep's drop for buckets whose keys stand for nothing
+// else: the key goes, and counts for nothing.
+func dropKeyOnly(*txn, time.Time, []byte) (bool, error) { return false, nil }
 
-// scanPace is the pause per key scan deleted: at most 20,000 deletes a
+// sweepPace is the pause per key sweep deleted: at most 20,000 keys a
 // second, so that a dedup window's worth of them (480,000 at 800 mails/s)
-// is spread over half a minute.
-var scanPace = 50 * time.Microsecond
+// is spread over half a minute instead of piling up in the overlay faster
+// than checkpoints write them into bbolt.
+var sweepPace = 50 * time.Microsecond
 
-// scanRelease is how often scan drops the pages it mapped (releaseMapped):
-// a scan reads a bucket of a million refs in well under a second, and every
-// 250 ms still let 150-200 MB of pages in.
-var scanRelease = 20 * time.Millisecond
-
-// scan deletes the keys of bucket whose value is stale, and returns how many.
-// It reads the bucket in key order, scanChunk keys per read transaction, and
-// deletes at most chunk keys per write, checking each again in the write, so
-// that writers never wait long and an entry renewed meanwhile stays.
-//
-// The dedup and refs buckets have no age index (two more writes for every
-// record accepted); scanning costs a few cursor steps per entry per Purge,
-// and the buckets stay small: Purge itself bounds them to the mails of one
-// dedup window and to the destinations used within the retention time.
-//
-// Reading a whole bucket maps its pages into the process: at 800 mails/s,
-// a dedup window's 480,000 entries and as many refs put 230 MB of the file
-// in the RSS until the next release. So scan releases the mapped pages
-// every scanRelease while it reads, and when it is done.
-func (s *Store) scan(ctx context.Context, bucket []byte, stale func(v []byte) bool) (int, error) {
-	var after []byte
-	n := 0
-	released := time.Now()
-	defer func() { _ = releaseMapped(s.db) }() // costs memory only if it fails
-	for {
-		if time.Since(released) >= scanRelease {
-			_ = releaseMapped(s.db)
-			released = time.Now()
-		}
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		var keys [][]byte
-		more := false
-		err := s.w.view(func(tx *txn) error {
-			c := tx.Bucket(bucket).Cursor()
-			k, v := c.First()
-			if after != nil {
-				if k, v = c.Seek(after); bytes.Equal(k, after) {
-					k, v = c.Next()
-				}
-			}
-			var last []byte // valid in the transaction; copied once per chunk
-			for seen := 0; k != nil && seen < scanChunk && len(keys) < chunk; k, v = c.Next() {
-				seen++
-				last = k
-				if stale(v) {
-					keys = append(keys, bytes.Clone(k))
-				}
-			}
-			if last != nil {
-				after = bytes.Clone(last)
-			}
-			more = k != nil
-			return nil
-		})
-		if err != nil {
-			return n, err
-		}
-		if len(keys) > 0 {
-			var deleted int
-			err := s.w.do(func(tx *txn) error {
-				deleted = 0
-				b := tx.Bucket(bucket)
-				for _, k := range keys {
-					if v := b.Get(k); v == nil || !stale(v) {
-						continue
-					}
-					if err := b.Delete(k); err != nil {
-						return err
-					}
-					deleted++
-				}
-				return nil
-			})
-			n += deleted
-			if err != nil {
-				return n, err
-			}
-			// Paced: deletes as fast as the writer takes them pile up in
-			// the overlay faster than checkpoints can put them in bbolt.
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Duration(deleted) * scanPace):
-			}
-		}
-		if !more {
-			return n, nil
-		}
-	}
-}
+// sweepRelease is how often sweep drops the pages it mapped
+// (releaseMapped): a stale dedup generation at 800 mails/s is about 50 MB
+// of the file, read once and never again.
+var sweepRelease = 20 * time.Millisecond
 
 // Submitting returns up to limit ids of records in Submitting, from the
 // submitting index.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -300,7 +301,7 @@ func TestRefs(t *testing.T) {
 	t.Run("wraps at 65536", func(t *testing.T) {
 		err := s.w.do(func(tx *txn) error {
 			v := append([]byte{0xFF, 0xFF}, timeKey(clk.Now())...)
-			return tx.Bucket(bucketRefs).Put([]byte(b), v)
+			return tx.Bucket(bucketRefs).Put(append(generation(clk.Now(), s.opt.Retention), b...), v)
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -386,6 +387,12 @@ func TestDedup(t *testing.T) {
 		{"negative window disables", -1, []step{
 			{0, []*Record{mail("<m1@x>", a)}, []int{-1}},
 			{time.Second, []*Record{mail("<m1@x>", a)}, []int{-1}},
+		}},
+		{"across a generation boundary", 0, []step{
+			{8 * time.Minute, []*Record{mail("<m1@x>", a)}, []int{-1}},
+			{5 * time.Minute, []*Record{mail("<m1@x>", a)}, []int{0}},  // the next generation
+			{5 * time.Minute, []*Record{mail("<m1@x>", a)}, []int{-1}}, // 10 minutes after the first
+			{time.Minute, []*Record{mail("<m1@x>", a)}, []int{2}},
 		}},
 		{"a shorter window", time.Minute, []step{
 			{0, []*Record{mail("<m1@x>", a)}, []int{-1}},
@@ -509,10 +516,10 @@ func TestPurge(t *testing.T) {
 	if got := len(indexKeys(t, s, bucketDue)); got != 1 {
 		t.Errorf("%d due", got)
 	}
-	if got := indexKeys(t, s, bucketDedup); !slices.Equal(got, []string{"<new@x>\x00alice@example.org\x00\x00+491510000006"}) {
+	if got := genKeys(t, s, bucketDedup); !slices.Equal(got, []string{"<new@x>\x00alice@example.org\x00\x00+491510000006"}) {
 		t.Errorf("dedup index %q", got)
 	}
-	if got := indexKeys(t, s, bucketRefs); !slices.Equal(got, []string{"+491510000006"}) {
+	if got := genKeys(t, s, bucketRefs); !slices.Equal(got, []string{"+491510000006"}) {
 		t.Errorf("refs %q", got)
 	}
 	if got := indexKeys(t, s, bucketParked); !slices.Equal(got, []string{"seen-lately"}) {
@@ -566,53 +573,67 @@ func TestPurgeStopsWithContext(t *testing.T) {
 	}
 }
 
-// TestPurgeScansDedupAndRefs: the dedup and refs buckets have no age index;
-// Purge scans them (here over several read chunks) and drops only the stale
-// entries, keeping a destination whose counter was used again since.
-func TestPurgeScansDedupAndRefs(t *testing.T) {
-	defer func(c, sc int) { chunk, scanChunk = c, sc }(chunk, scanChunk)
-	chunk, scanChunk = 3, 4
-	clk := newClock()
+// TestPurgeDropsOldGenerations: dedup entries and reference counters are
+// kept by generation (a period of the window or the retention, see
+// generation); Purge drops the generations before the previous one, over
+// several transactions, and keeps a counter used again since.
+func TestPurgeDropsOldGenerations(t *testing.T) {
+	defer func(c int) { chunk = c }(chunk)
+	chunk = 3
+	clk := newClock() // 10:00, the start of a generation of both
 	s, _ := openTemp(t, Options{Now: clk.Now, DedupWindow: 10 * time.Minute, Retention: time.Hour})
-	for i := range 10 {
-		r := record(fmt.Sprintf("+49151000000%d", i), 1)
-		r.MessageID = fmt.Sprintf("<%d@x>", i)
+	add := func(to, msgid string) *Record {
+		r := record(to, 1)
+		r.MessageID = msgid
 		mustAdd(t, s, r)
+		return r
 	}
-	clk.Add(20 * time.Minute) // past the dedup window, within the retention
-	again := record("+491510000003", 1)
-	again.MessageID = "<again@x>"
-	mustAdd(t, s, again)
-	if _, err := s.Purge(context.Background(), clk.Now()); err != nil {
-		t.Fatal(err)
+	purge := func() {
+		t.Helper()
+		if n, err := s.Purge(context.Background(), clk.Now()); err != nil || n != 0 {
+			t.Fatalf("Purge = %d, %v", n, err)
+		}
 	}
-	if got := indexKeys(t, s, bucketDedup); !slices.Equal(got, []string{"<again@x>\x00alice@example.org\x00\x00+491510000003"}) {
-		t.Errorf("dedup after the window = %q", got)
+	for i := range 10 {
+		add(fmt.Sprintf("+49151000000%d", i), fmt.Sprintf("<%d@x>", i))
 	}
-	if got := len(indexKeys(t, s, bucketRefs)); got != 10 {
+	clk.Add(15 * time.Minute) // 10:15: past the window, in the next generation
+	again := add("+491510000003", "<again@x>")
+	purge()
+	if got := len(genKeys(t, s, bucketDedup)); got != 11 {
+		t.Errorf("dedup entries of this and the previous generation: %d, want 11", got)
+	}
+	clk.Add(10 * time.Minute) // 10:25: the 10:00 generation is two back
+	purge()
+	if got := genKeys(t, s, bucketDedup); !slices.Equal(got, []string{"<again@x>\x00alice@example.org\x00\x00+491510000003"}) {
+		t.Errorf("dedup after two generations = %q", got)
+	}
+	if got := len(genKeys(t, s, bucketRefs)); got != 10 {
 		t.Errorf("refs within the retention: %d, want 10", got)
 	}
-	clk.Add(50 * time.Minute) // the first ten are past the retention; "again" is not
-	if _, err := s.Purge(context.Background(), clk.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if got := indexKeys(t, s, bucketRefs); !slices.Equal(got, []string{"+491510000003"}) {
+	clk.Add(time.Hour) // 11:25: the ten are in the 10:00 generation, "again" is in the 11:00 one too
+	again2 := add("+491510000003", "<again2@x>")
+	clk.Add(time.Hour) // 12:25
+	purge()
+	if got := genKeys(t, s, bucketRefs); !slices.Equal(got, []string{"+491510000003"}) {
 		t.Errorf("refs after the retention = %q", got)
 	}
 	// The counter goes on from where it was.
-	next := record("+491510000003", 1)
-	mustAdd(t, s, next)
-	if next.Ref != again.Ref+1 {
-		t.Errorf("ref after purge %d, want %d", next.Ref, again.Ref+1)
+	next := add("+491510000003", "")
+	if again2.Ref != again.Ref+1 || next.Ref != again2.Ref+1 {
+		t.Errorf("refs %d, %d, %d: want one more each time", again.Ref, again2.Ref, next.Ref)
+	}
+	if got := len(genKeys(t, s, bucketDedup)); got != 0 {
+		t.Errorf("dedup entries left: %d", got)
 	}
 }
 
-// TestPurgeScanIsPaced: the scan's deletes wait scanPace per key, so that a
-// dedup window's worth of them is spread out, and a cancelled context ends
-// the wait at once.
-func TestPurgeScanIsPaced(t *testing.T) {
-	defer func(c int, p time.Duration) { chunk, scanPace = c, p }(chunk, scanPace)
-	chunk, scanPace = 10, 2*time.Millisecond
+// TestPurgeSweepIsPaced: a sweep's deletes wait sweepPace per key, so that
+// a dedup window's worth of them is spread out, and a cancelled context
+// ends the wait at once.
+func TestPurgeSweepIsPaced(t *testing.T) {
+	defer func(c int, p time.Duration) { chunk, sweepPace = c, p }(chunk, sweepPace)
+	chunk, sweepPace = 10, 2*time.Millisecond
 	clk := newClock()
 	s, _ := openTemp(t, Options{Now: clk.Now, DedupWindow: time.Minute})
 	for i := range 40 {
@@ -625,8 +646,8 @@ func TestPurgeScanIsPaced(t *testing.T) {
 	if _, err := s.Purge(context.Background(), clk.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if took := time.Since(start); took < 40*scanPace {
-		t.Errorf("40 deletes took %v, want at least %v", took, 40*scanPace)
+	if took := time.Since(start); took < 40*sweepPace {
+		t.Errorf("40 deletes took %v, want at least %v", took, 40*sweepPace)
 	}
 	if got := indexKeys(t, s, bucketDedup); len(got) != 0 {
 		t.Errorf("dedup after the window: %q", got)
@@ -638,7 +659,7 @@ func TestPurgeScanIsPaced(t *testing.T) {
 		mustAdd(t, s, r)
 	}
 	clk.Add(time.Hour)
-	scanPace = time.Hour
+	sweepPace = time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	start = time.Now()
@@ -662,6 +683,9 @@ func TestMigrateLayout4(t *testing.T) {
 			if _, err := tx.CreateBucket(b); err != nil {
 				return err
 			}
+		}
+		if err := unprefix(tx, bucketDedup, bucketRefs); err != nil {
+			return err
 		}
 		return tx.Bucket(bucketMeta).Put(keyVersion, []byte("4"))
 	})
@@ -693,5 +717,77 @@ func TestMigrateLayout4(t *testing.T) {
 	mustAdd(t, s, dup)
 	if dup.DuplicateOf != r.ID {
 		t.Errorf("DuplicateOf = %q, want %q", dup.DuplicateOf, r.ID)
+	}
+}
+
+// unprefix takes the generation prefix off the keys of buckets: their
+// layout before 7.
+func unprefix(tx *bolt.Tx, buckets ...[]byte) error {
+	for _, name := range buckets {
+		b := tx.Bucket(name)
+		type kv struct{ k, v []byte }
+		var all []kv
+		if err := b.ForEach(func(k, v []byte) error {
+			all = append(all, kv{bytes.Clone(k), bytes.Clone(v)})
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, e := range all {
+			if err := b.Delete(e.k); err != nil {
+				return err
+			}
+			if err := b.Put(e.k[8:], e.v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// TestMigrateLayout6 gives the dedup and refs entries their generation:
+// a duplicate within the window and a destination's counter are found
+// after the migration; entries Purge would have dropped are gone.
+func TestMigrateLayout6(t *testing.T) {
+	clk := newClock()
+	opt := Options{Now: clk.Now, DedupWindow: 10 * time.Minute, Retention: time.Hour}
+	s, path := openTemp(t, opt)
+	mk := func(to, msgid string) *Record {
+		r := record(to, 1)
+		r.MessageID = msgid
+		mustAdd(t, s, r)
+		return r
+	}
+	stale := mk("+491510000001", "<stale@x>")
+	clk.Add(65 * time.Minute) // 11:05: "stale" is past the window and the retention
+	recent := mk("+491510000002", "<recent@x>")
+	s.Close()
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
+		if err := unprefix(tx, bucketDedup, bucketRefs); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keyVersion, []byte("6"))
+	})
+	clk.Add(6 * time.Minute) // 11:11: "recent" is in the previous dedup generation now
+	s, err := Open(path, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := genKeys(t, s, bucketDedup); !slices.Equal(got, []string{"<recent@x>\x00alice@example.org\x00\x00+491510000002"}) {
+		t.Errorf("dedup after migration %q", got)
+	}
+	if got := genKeys(t, s, bucketRefs); !slices.Equal(got, []string{"+491510000002"}) {
+		t.Errorf("refs after migration %q", got)
+	}
+	dup := mk("+491510000002", "<recent@x>")
+	if dup.DuplicateOf != recent.ID {
+		t.Errorf("DuplicateOf = %q, want %q", dup.DuplicateOf, recent.ID)
+	}
+	if next := mk("+491510000002", ""); next.Ref != recent.Ref+1 {
+		t.Errorf("ref after migration %d, want %d", next.Ref, recent.Ref+1)
+	}
+	if again := mk("+491510000001", "<stale@x>"); again.DuplicateOf != "" || again.Ref != 1 {
+		t.Errorf("stale entries kept: DuplicateOf %q, ref %d (was %d)", again.DuplicateOf, again.Ref, stale.Ref)
 	}
 }

@@ -277,17 +277,23 @@ func removeLogs(path string) error {
 // the id generator with the newest id in the file. tx is in direct mode.
 func (s *Store) initBuckets(tx *txn) error {
 	meta := tx.Bucket(bucketMeta)
-	switch v := meta.Get(keyVersion); {
+	v := bytes.Clone(meta.Get(keyVersion))
+	switch {
 	case v == nil && tx.Bucket(bucketRecords).KeyN() == 0:
 	case v == nil, string(v) == "1", string(v) == "2", string(v) == "3":
 		if err := migrate(tx); err != nil {
 			return fmt.Errorf("migrate layout %q to %q: %w", v, layoutVersion, err)
 		}
-	case string(v) == "4", string(v) == "5":
+	case string(v) == "4", string(v) == "5", string(v) == "6":
 		// Nothing to rebuild: the dropped buckets go below, the new
 		// ones are there.
 	case string(v) != layoutVersion:
 		return fmt.Errorf("layout version %q, want %q", v, layoutVersion)
+	}
+	if string(v) != layoutVersion {
+		if err := s.regenerate(tx.base, s.opt.Now()); err != nil {
+			return fmt.Errorf("migrate layout %q to %q: %w", v, layoutVersion, err)
+		}
 	}
 	for _, name := range droppedBuckets {
 		if tx.base.Bucket(name) == nil {
@@ -302,6 +308,61 @@ func (s *Store) initBuckets(tx *txn) error {
 	}
 	if k, _ := tx.Bucket(bucketRecords).Cursor().Last(); k != nil {
 		s.ids.resume(string(k))
+	}
+	return nil
+}
+
+// regenerate gives the entries of the dedup and refs buckets of a layout
+// before 7 their generation prefix (see generation), from the time in their
+// values, and drops those Purge would drop. It holds both buckets in memory
+// once: a dedup window of entries, and a counter per destination used
+// within the retention.
+func (s *Store) regenerate(tx *bolt.Tx, now time.Time) error {
+	w, r := s.opt.DedupWindow, s.opt.Retention
+	err := rekey(tx, bucketDedup, w, func(v []byte) (time.Time, bool) {
+		if len(v) <= 8 || w <= 0 { // accepted time ‖ id
+			return time.Time{}, false
+		}
+		t := keyTime(v[:8])
+		return t, now.Sub(t) < w
+	})
+	if err != nil {
+		return err
+	}
+	return rekey(tx, bucketRefs, r, func(v []byte) (time.Time, bool) {
+		if len(v) != 10 { // reference ‖ time last used
+			return time.Time{}, false
+		}
+		t := keyTime(v[2:])
+		return t, r <= 0 || now.Sub(t) < r
+	})
+}
+
+// rekey rewrites bucket with generation(t, length) ‖ key for every entry
+// that keep keeps, t being the time keep reads in its value.
+func rekey(tx *bolt.Tx, bucket []byte, length time.Duration, keep func(v []byte) (t time.Time, ok bool)) error {
+	type kv struct{ k, v []byte }
+	var kept []kv
+	err := tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+		if t, ok := keep(v); ok {
+			kept = append(kept, kv{append(generation(t, length), k...), bytes.Clone(v)})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := tx.DeleteBucket(bucket); err != nil {
+		return err
+	}
+	b, err := tx.CreateBucket(bucket)
+	if err != nil {
+		return err
+	}
+	for _, e := range kept {
+		if err := b.Put(e.k, e.v); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -412,7 +473,7 @@ func (s *Store) Add(ctx context.Context, recs []*Record) error {
 			// Every record gets a reference, even a single SMS: the
 			// dispatcher may encode it again for a route that needs
 			// more parts (a different alphabet or concatenation).
-			ref, err := nextRef(tx, r.To, now)
+			ref, err := s.nextRef(tx, r.To, now)
 			if err != nil {
 				return err
 			}
@@ -583,59 +644,87 @@ func (s *Store) prepare(r *Record, now time.Time) *Record {
 	return &c
 }
 
-// dedupKey is the key of the dedup index for r: MessageID ‖ 0 ‖ To, with a
-// long Message-ID replaced by its SHA-256 (bbolt keys are limited).
-// The envelope sender and the user are part of the key: a Message-ID is
-// the sender's to choose, so another sender (or user) reusing it must not
-// silence their mail.
-func dedupKey(r *Record) []byte {
+// dedupKey is the key of the dedup index for r, accepted at t:
+// generation(t, DedupWindow) ‖ MessageID ‖ 0 ‖ sender ‖ 0 ‖ user ‖ 0 ‖ To,
+// with a long Message-ID part replaced by its SHA-256 (bbolt keys are
+// limited). The envelope sender and the user are part of the key: a
+// Message-ID is the sender's to choose, so another sender (or user) reusing
+// it must not silence their mail.
+func (s *Store) dedupKey(r *Record, t time.Time) []byte {
 	mid := r.MessageID + "\x00" + strings.ToLower(r.From) + "\x00" + r.User
 	if len(mid) > 256 {
 		sum := sha256.Sum256([]byte(mid))
 		mid = "sha256:" + hex.EncodeToString(sum[:])
 	}
-	k := make([]byte, 0, len(mid)+1+len(r.To))
+	k := generation(t, s.opt.DedupWindow)
 	return append(append(append(k, mid...), 0), r.To...)
 }
 
-// duplicate returns the id of the record accepted within the dedup window
-// with r's MessageID, sender, user and To, or "".
-func (s *Store) duplicate(tx *txn, r *Record, now time.Time) string {
-	if s.opt.DedupWindow < 0 || r.MessageID == "" {
-		return ""
+// generation is the key prefix of entries made at t that must be found for
+// length after: the start of the period of that length t falls in (periods
+// counted from the zero time, so the same across restarts), as a timeKey.
+// An entry is looked up in its period and the one before, which together
+// cover any span of length ending now; Purge deletes the periods before
+// those two as a contiguous range of keys: it reads no live entry, and
+// frees whole pages instead of dirtying every page of the bucket, as
+// deleting by age from a bucket ordered by Message-ID or number did. With
+// length <= 0 there is one period, the zero time's.
+func generation(t time.Time, length time.Duration) []byte {
+	if length <= 0 {
+		return timeKey(time.Time{})
 	}
-	v := tx.Bucket(bucketDedup).Get(dedupKey(r))
-	if len(v) <= 8 || now.Sub(keyTime(v[:8])) >= s.opt.DedupWindow {
-		return ""
-	}
-	return string(v[8:])
+	return timeKey(t.Truncate(length))
 }
 
-// remember enters r, accepted now, in the dedup index (replacing a stale
-// entry for the same key). Purge drops entries older than the window.
+// duplicate returns the id of the record accepted within the dedup window
+// with r's MessageID, sender, user and To, or "". The entry is in the
+// window's current generation or in the one before.
+func (s *Store) duplicate(tx *txn, r *Record, now time.Time) string {
+	w := s.opt.DedupWindow
+	if w < 0 || r.MessageID == "" {
+		return ""
+	}
+	for _, t := range []time.Time{now, now.Add(-w)} {
+		v := tx.Bucket(bucketDedup).Get(s.dedupKey(r, t))
+		if len(v) > 8 && now.Sub(keyTime(v[:8])) < w {
+			return string(v[8:])
+		}
+	}
+	return ""
+}
+
+// remember enters r, accepted now, in the dedup index. Purge drops the
+// generations older than the window.
 func (s *Store) remember(tx *txn, r *Record, now time.Time) error {
 	if s.opt.DedupWindow < 0 || r.MessageID == "" {
 		return nil
 	}
-	if err := tx.Bucket(bucketDedup).putOwned(dedupKey(r), append(timeKey(now), r.ID...)); err != nil {
+	if err := tx.Bucket(bucketDedup).putOwned(s.dedupKey(r, now), append(timeKey(now), r.ID...)); err != nil {
 		return fmt.Errorf("dedup index of %s: %w", r.ID, err)
 	}
 	return nil
 }
 
 // nextRef returns the next concatenation reference for destination to and
-// records it as the last one given, with the time (Purge drops counters
-// unused for the retention time).
-func nextRef(tx *txn, to string, now time.Time) (uint16, error) {
+// records it, with the time, in the refs bucket under the retention's
+// current generation (see generation): a counter used within the retention
+// is in that generation or the one before, and Purge drops older ones.
+func (s *Store) nextRef(tx *txn, to string, now time.Time) (uint16, error) {
 	b := tx.Bucket(bucketRefs)
+	r := s.opt.Retention
+	key := append(generation(now, r), to...)
+	v := b.Get(key)
+	if v == nil && r > 0 {
+		v = b.Get(append(generation(now.Add(-r), r), to...))
+	}
 	var ref uint16
-	if v := b.Get([]byte(to)); len(v) == 10 {
+	if len(v) == 10 {
 		ref = uint16(v[0])<<8 | uint16(v[1])
 	}
 	ref++ // wraps at 65536
-	v := make([]byte, 2, 10)
-	v[0], v[1] = byte(ref>>8), byte(ref)
-	if err := b.putOwned([]byte(to), append(v, timeKey(now)...)); err != nil {
+	nv := make([]byte, 2, 10)
+	nv[0], nv[1] = byte(ref>>8), byte(ref)
+	if err := b.putOwned(key, append(nv, timeKey(now)...)); err != nil {
 		return 0, fmt.Errorf("refs of %s: %w", to, err)
 	}
 	return ref, nil
