@@ -100,13 +100,14 @@
 // destination across restarts. Even a single SMS takes one: the dispatcher
 // may encode it again for a route that needs more parts. The 8-bit UDH uses
 // the low byte, which cycles through 256 values per destination. A counter
-// untouched for between one and two Options.Retention is dropped by Purge
-// (and starts again at 1).
+// untouched for between one and two weeks is dropped by Purge (and starts
+// again at 1), whatever Options.Retention.
 //
 // # Duplicates
 //
 // A client that lost our 250 sends the mail again. Add does not store a
-// record whose (MessageID, To) it accepted less than Options.DedupWindow ago
+// record whose (MessageID, sender, user, To) it accepted less than
+// Options.DedupWindow ago
 // (10 minutes by default), in an earlier Add or earlier in the same one: it
 // sets the record's DuplicateOf (and ID) to the earlier record's id and
 // returns nil, so the client still gets its 250. An empty Message-ID never
@@ -134,9 +135,10 @@
 // receipts, a few hundred keys per transaction so that writers never wait
 // long. It finds records through time-ordered indexes and never reads a live
 // record. Dedup entries and reference counters have no age index (one more
-// write per Add); their keys start with their generation, a period of
-// DedupWindow or Retention, and Purge deletes the old generations as one
-// range of keys. Run it every few minutes.
+// write per Add); their keys start with their generation, a period of fixed
+// length (10 minutes for dedup, a week for refs, see generation), and Purge
+// deletes the old generations as one range of keys. Run it every few
+// minutes.
 //
 // bbolt reuses freed pages but never shrinks the file. To give the space
 // back, stop the server and compact the file offline:
@@ -165,10 +167,10 @@
 //	counts      state → number of records (8 bytes, big-endian)
 //	dedup       generation ‖ MessageID ‖ 0x00 ‖ sender ‖ 0x00 ‖ user ‖ 0x00 ‖ To
 //	            → accepted time ‖ id (generation: the start of the accepted
-//	            time's DedupWindow, see generation; MessageID ‖ sender ‖ user
+//	            time's 10 minutes, see generation; MessageID ‖ sender ‖ user
 //	            over 256 bytes is replaced by "sha256:" and its hex digest)
 //	refs        generation ‖ To → last reference (2 bytes) ‖ time last used
-//	            (generation: the start of that time's Retention period)
+//	            (generation: the start of that time's week)
 //	originals   id of a mail's first record → number of records sharing it (uvarint) ‖
 //	            the mail, for RET=FULL reports (Record.OriginalRef)
 //	headers     id of a mail's first record → number of records sharing it (uvarint) ‖

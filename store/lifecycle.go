@@ -86,10 +86,10 @@ func (s *Store) Cancel(id, reason string) (*Record, error) {
 //   - final records whose report is done and that became final more than
 //     Options.Retention before now, with their index entries (read from the
 //     final index: live records are not looked at);
-//   - the generations of dedup entries before the previous one (see
-//     generation): entries between one and two DedupWindows old;
-//   - likewise the per-destination reference counters untouched for
-//     between one and two Retentions;
+//   - the generations of dedup entries (see generation) that hold only
+//     entries older than Options.DedupWindow;
+//   - per-destination reference counters untouched for between one and
+//     two refsGeneration (7 days);
 //   - parked receipts older than Options.ParkedMaxAge.
 //
 // It stops early, with ctx's error, when ctx is done. Run it now and then
@@ -101,20 +101,19 @@ func (s *Store) Purge(ctx context.Context, now time.Time) (n int, err error) {
 			return n, fmt.Errorf("store: purge records: %w", err)
 		}
 	}
-	// Generations before the previous one hold nothing within the window
-	// (see generation); with no window, every entry is stale.
+	// The generation holding now - DedupWindow may hold entries within
+	// the window; those before it do not (see duplicate). With no window,
+	// every entry is stale.
 	dedupBound := now
-	if w := s.opt.DedupWindow; w > 0 {
-		dedupBound = keyTime(generation(now.Add(-w), w))
+	if w := s.opt.DedupWindow; w >= 0 {
+		dedupBound = generation(now.Add(-w), dedupGeneration)
 	}
 	if _, err := s.sweep(ctx, bucketDedup, dedupBound, dropKeyOnly); err != nil {
 		return n, fmt.Errorf("store: purge dedup index: %w", err)
 	}
-	if r := s.opt.Retention; r > 0 {
-		refsBound := keyTime(generation(now.Add(-r), r))
-		if _, err := s.sweep(ctx, bucketRefs, refsBound, dropKeyOnly); err != nil {
-			return n, fmt.Errorf("store: purge refs: %w", err)
-		}
+	refsBound := generation(now, refsGeneration).Add(-refsGeneration)
+	if _, err := s.sweep(ctx, bucketRefs, refsBound, dropKeyOnly); err != nil {
+		return n, fmt.Errorf("store: purge refs: %w", err)
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -143,6 +142,10 @@ func (s *Store) sweep(ctx context.Context, bucket []byte, cutoff time.Time,
 	drop func(tx *txn, t time.Time, rest []byte) (bool, error)) (int, error) {
 	bound := timeKey(cutoff)
 	n := 0
+	// Each batch starts after the last key the one before deleted: from
+	// First, it would step again over every key deleted since the last
+	// checkpoint, which the overlay still holds as deleted.
+	var after []byte
 	released := time.Now()
 	defer func() { _ = releaseMapped(s.db) }() // costs memory only if it fails
 	for {
@@ -154,11 +157,17 @@ func (s *Store) sweep(ctx context.Context, bucket []byte, cutoff time.Time,
 			return n, err
 		}
 		var seen, dropped int
+		var keys [][]byte
 		err := s.w.do(func(tx *txn) error {
-			seen, dropped = 0, 0
-			var keys [][]byte
+			seen, dropped, keys = 0, 0, keys[:0]
 			c := tx.Bucket(bucket).Cursor()
-			for k, _ := c.First(); k != nil && len(keys) < chunk && (len(k) < 8 || bytes.Compare(k[:8], bound) < 0); k, _ = c.Next() {
+			var k []byte
+			if after == nil {
+				k, _ = c.First()
+			} else {
+				k, _ = c.Seek(after)
+			}
+			for ; k != nil && len(keys) < chunk && (len(k) < 8 || bytes.Compare(k[:8], bound) < 0); k, _ = c.Next() {
 				keys = append(keys, bytes.Clone(k))
 			}
 			for _, k := range keys {
@@ -189,6 +198,7 @@ func (s *Store) sweep(ctx context.Context, bucket []byte, cutoff time.Time,
 		if seen < chunk {
 			return n, nil
 		}
+		after = keys[len(keys)-1]
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Duration(seen) * sweepPace):
@@ -209,7 +219,8 @@ func (s *Store) purgeRecord(tx *txn, _ time.Time, id []byte) (bool, error) {
 		return false, err
 	}
 	if rec.MessageID != "" {
-		key := s.dedupKey(rec, rec.Created)
+		// Add's now, which is Created unless the caller set one.
+		key := dedupKey(rec, generation(rec.Created, dedupGeneration))
 		if v := tx.Bucket(bucketDedup).Get(key); len(v) > 8 && string(v[8:]) == rec.ID {
 			if err := tx.Bucket(bucketDedup).Delete(key); err != nil {
 				return false, err

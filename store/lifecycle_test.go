@@ -301,7 +301,7 @@ func TestRefs(t *testing.T) {
 	t.Run("wraps at 65536", func(t *testing.T) {
 		err := s.w.do(func(tx *txn) error {
 			v := append([]byte{0xFF, 0xFF}, timeKey(clk.Now())...)
-			return tx.Bucket(bucketRefs).Put(append(generation(clk.Now(), s.opt.Retention), b...), v)
+			return tx.Bucket(bucketRefs).Put(append(timeKey(generation(clk.Now(), refsGeneration)), b...), v)
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -519,8 +519,8 @@ func TestPurge(t *testing.T) {
 	if got := genKeys(t, s, bucketDedup); !slices.Equal(got, []string{"<new@x>\x00alice@example.org\x00\x00+491510000006"}) {
 		t.Errorf("dedup index %q", got)
 	}
-	if got := genKeys(t, s, bucketRefs); !slices.Equal(got, []string{"+491510000006"}) {
-		t.Errorf("refs %q", got)
+	if got := len(genKeys(t, s, bucketRefs)); got != 6 { // kept a week at least, whatever the retention
+		t.Errorf("%d refs, want 6", got)
 	}
 	if got := indexKeys(t, s, bucketParked); !slices.Equal(got, []string{"seen-lately"}) {
 		t.Errorf("parked %q", got)
@@ -574,13 +574,13 @@ func TestPurgeStopsWithContext(t *testing.T) {
 }
 
 // TestPurgeDropsOldGenerations: dedup entries and reference counters are
-// kept by generation (a period of the window or the retention, see
-// generation); Purge drops the generations before the previous one, over
-// several transactions, and keeps a counter used again since.
+// kept by generation (see generation); Purge drops the generations that
+// hold only stale entries, over several transactions, and keeps a counter
+// used again since.
 func TestPurgeDropsOldGenerations(t *testing.T) {
 	defer func(c int) { chunk = c }(chunk)
 	chunk = 3
-	clk := newClock() // 10:00, the start of a generation of both
+	clk := newClock() // 10:00 on a Tuesday, the start of a dedup generation
 	s, _ := openTemp(t, Options{Now: clk.Now, DedupWindow: 10 * time.Minute, Retention: time.Hour})
 	add := func(to, msgid string) *Record {
 		r := record(to, 1)
@@ -601,22 +601,26 @@ func TestPurgeDropsOldGenerations(t *testing.T) {
 	again := add("+491510000003", "<again@x>")
 	purge()
 	if got := len(genKeys(t, s, bucketDedup)); got != 11 {
-		t.Errorf("dedup entries of this and the previous generation: %d, want 11", got)
+		t.Errorf("dedup entries, the window reaching into the 10:00 generation: %d, want 11", got)
 	}
-	clk.Add(10 * time.Minute) // 10:25: the 10:00 generation is two back
+	clk.Add(10 * time.Minute) // 10:25: the window starts in the 10:10 generation
 	purge()
 	if got := genKeys(t, s, bucketDedup); !slices.Equal(got, []string{"<again@x>\x00alice@example.org\x00\x00+491510000003"}) {
-		t.Errorf("dedup after two generations = %q", got)
+		t.Errorf("dedup after the window = %q", got)
 	}
 	if got := len(genKeys(t, s, bucketRefs)); got != 10 {
-		t.Errorf("refs within the retention: %d, want 10", got)
+		t.Errorf("refs: %d, want 10", got)
 	}
-	clk.Add(time.Hour) // 11:25: the ten are in the 10:00 generation, "again" is in the 11:00 one too
+	clk.Add(refsGeneration) // a week on: the ten are in the previous generation
 	again2 := add("+491510000003", "<again2@x>")
-	clk.Add(time.Hour) // 12:25
+	purge()
+	if got := len(genKeys(t, s, bucketRefs)); got != 11 {
+		t.Errorf("refs of this and the previous generation: %d, want 11", got)
+	}
+	clk.Add(refsGeneration) // two weeks on
 	purge()
 	if got := genKeys(t, s, bucketRefs); !slices.Equal(got, []string{"+491510000003"}) {
-		t.Errorf("refs after the retention = %q", got)
+		t.Errorf("refs after two generations = %q", got)
 	}
 	// The counter goes on from where it was.
 	next := add("+491510000003", "")
@@ -625,6 +629,55 @@ func TestPurgeDropsOldGenerations(t *testing.T) {
 	}
 	if got := len(genKeys(t, s, bucketDedup)); got != 0 {
 		t.Errorf("dedup entries left: %d", got)
+	}
+}
+
+// TestDedupAcrossOpens: generations do not depend on the options, so a
+// file opened again with a longer or shorter window, or with the defaults,
+// finds what it accepted.
+func TestDedupAcrossOpens(t *testing.T) {
+	for _, w := range []time.Duration{0, time.Hour, 3 * time.Minute} {
+		t.Run(fmt.Sprint(w), func(t *testing.T) {
+			clk := newClock()
+			s, path := openTemp(t, Options{Now: clk.Now, DedupWindow: 30 * time.Minute})
+			clk.Add(8 * time.Minute)
+			first := record("+491511234567", 1)
+			first.MessageID = "<m@x>"
+			mustAdd(t, s, first)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			clk.Add(2*time.Minute + 30*time.Second) // 10:10:30, the next generation
+			s, err := Open(path, Options{Now: clk.Now, DedupWindow: w})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			again := record("+491511234567", 1)
+			again.MessageID = "<m@x>"
+			mustAdd(t, s, again)
+			if again.DuplicateOf != first.ID {
+				t.Errorf("window %v: DuplicateOf %q, want %q", w, again.DuplicateOf, first.ID)
+			}
+		})
+	}
+}
+
+// TestDedupClockSteppedBack: a clock stepped back across a generation
+// boundary still finds what was accepted just before the step.
+func TestDedupClockSteppedBack(t *testing.T) {
+	clk := newClock()
+	s, _ := openTemp(t, Options{Now: clk.Now})
+	clk.Add(10*time.Minute + time.Second) // 10:10:01
+	first := record("+491511234567", 1)
+	first.MessageID = "<m@x>"
+	mustAdd(t, s, first)
+	clk.Add(-2 * time.Second) // 10:09:59
+	again := record("+491511234567", 1)
+	again.MessageID = "<m@x>"
+	mustAdd(t, s, again)
+	if again.DuplicateOf != first.ID {
+		t.Errorf("DuplicateOf %q, want %q", again.DuplicateOf, first.ID)
 	}
 }
 
@@ -747,19 +800,18 @@ func unprefix(tx *bolt.Tx, buckets ...[]byte) error {
 
 // TestMigrateLayout6 gives the dedup and refs entries their generation:
 // a duplicate within the window and a destination's counter are found
-// after the migration; entries Purge would have dropped are gone.
+// after the migration, whatever the options of the open that migrates.
 func TestMigrateLayout6(t *testing.T) {
 	clk := newClock()
-	opt := Options{Now: clk.Now, DedupWindow: 10 * time.Minute, Retention: time.Hour}
-	s, path := openTemp(t, opt)
+	s, path := openTemp(t, Options{Now: clk.Now, DedupWindow: time.Hour})
 	mk := func(to, msgid string) *Record {
 		r := record(to, 1)
 		r.MessageID = msgid
 		mustAdd(t, s, r)
 		return r
 	}
-	stale := mk("+491510000001", "<stale@x>")
-	clk.Add(65 * time.Minute) // 11:05: "stale" is past the window and the retention
+	older := mk("+491510000001", "<older@x>")
+	clk.Add(35 * time.Minute) // 10:35
 	recent := mk("+491510000002", "<recent@x>")
 	s.Close()
 	rawUpdate(t, path, func(tx *bolt.Tx) error {
@@ -768,26 +820,27 @@ func TestMigrateLayout6(t *testing.T) {
 		}
 		return tx.Bucket(bucketMeta).Put(keyVersion, []byte("6"))
 	})
-	clk.Add(6 * time.Minute) // 11:11: "recent" is in the previous dedup generation now
-	s, err := Open(path, opt)
+	clk.Add(10 * time.Minute) // 10:45
+	// A queue command migrates, with the default options (a 10-minute window).
+	s, err := Open(path, Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got := len(genKeys(t, s, bucketDedup)); got != 2 {
+		t.Errorf("dedup entries after migration: %d, want 2", got)
+	}
+	s.Close()
+	if s, err = Open(path, Options{Now: clk.Now, DedupWindow: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
 	defer s.Close()
-	if got := genKeys(t, s, bucketDedup); !slices.Equal(got, []string{"<recent@x>\x00alice@example.org\x00\x00+491510000002"}) {
-		t.Errorf("dedup after migration %q", got)
+	if dup := mk("+491510000001", "<older@x>"); dup.DuplicateOf != older.ID {
+		t.Errorf("DuplicateOf = %q, want %q", dup.DuplicateOf, older.ID)
 	}
-	if got := genKeys(t, s, bucketRefs); !slices.Equal(got, []string{"+491510000002"}) {
-		t.Errorf("refs after migration %q", got)
-	}
-	dup := mk("+491510000002", "<recent@x>")
-	if dup.DuplicateOf != recent.ID {
+	if dup := mk("+491510000002", "<recent@x>"); dup.DuplicateOf != recent.ID {
 		t.Errorf("DuplicateOf = %q, want %q", dup.DuplicateOf, recent.ID)
 	}
 	if next := mk("+491510000002", ""); next.Ref != recent.Ref+1 {
 		t.Errorf("ref after migration %d, want %d", next.Ref, recent.Ref+1)
-	}
-	if again := mk("+491510000001", "<stale@x>"); again.DuplicateOf != "" || again.Ref != 1 {
-		t.Errorf("stale entries kept: DuplicateOf %q, ref %d (was %d)", again.DuplicateOf, again.Ref, stale.Ref)
 	}
 }

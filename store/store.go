@@ -291,7 +291,7 @@ func (s *Store) initBuckets(tx *txn) error {
 		return fmt.Errorf("layout version %q, want %q", v, layoutVersion)
 	}
 	if string(v) != layoutVersion {
-		if err := s.regenerate(tx.base, s.opt.Now()); err != nil {
+		if err := regenerate(tx.base); err != nil {
 			return fmt.Errorf("migrate layout %q to %q: %w", v, layoutVersion, err)
 		}
 	}
@@ -314,38 +314,37 @@ func (s *Store) initBuckets(tx *txn) error {
 
 // regenerate gives the entries of the dedup and refs buckets of a layout
 // before 7 their generation prefix (see generation), from the time in their
-// values, and drops those Purge would drop. It holds both buckets in memory
-// once: a dedup window of entries, and a counter per destination used
-// within the retention.
-func (s *Store) regenerate(tx *bolt.Tx, now time.Time) error {
-	w, r := s.opt.DedupWindow, s.opt.Retention
-	err := rekey(tx, bucketDedup, w, func(v []byte) (time.Time, bool) {
-		if len(v) <= 8 || w <= 0 { // accepted time ‖ id
+// values. It drops only entries it cannot read: what is stale depends on
+// options that the opener (a queue command, say) may not share, and Purge
+// deletes old generations anyway. It holds both buckets in memory once: a
+// dedup window of entries, and a counter per destination used within the
+// retention.
+func regenerate(tx *bolt.Tx) error {
+	err := rekey(tx, bucketDedup, dedupGeneration, func(v []byte) (time.Time, bool) {
+		if len(v) <= 8 { // accepted time ‖ id
 			return time.Time{}, false
 		}
-		t := keyTime(v[:8])
-		return t, now.Sub(t) < w
+		return keyTime(v[:8]), true
 	})
 	if err != nil {
 		return err
 	}
-	return rekey(tx, bucketRefs, r, func(v []byte) (time.Time, bool) {
+	return rekey(tx, bucketRefs, refsGeneration, func(v []byte) (time.Time, bool) {
 		if len(v) != 10 { // reference ‖ time last used
 			return time.Time{}, false
 		}
-		t := keyTime(v[2:])
-		return t, r <= 0 || now.Sub(t) < r
+		return keyTime(v[2:]), true
 	})
 }
 
 // rekey rewrites bucket with generation(t, length) ‖ key for every entry
-// that keep keeps, t being the time keep reads in its value.
+// whose value keep reads a time t in.
 func rekey(tx *bolt.Tx, bucket []byte, length time.Duration, keep func(v []byte) (t time.Time, ok bool)) error {
 	type kv struct{ k, v []byte }
 	var kept []kv
 	err := tx.Bucket(bucket).ForEach(func(k, v []byte) error {
 		if t, ok := keep(v); ok {
-			kept = append(kept, kv{append(generation(t, length), k...), bytes.Clone(v)})
+			kept = append(kept, kv{append(timeKey(generation(t, length)), k...), bytes.Clone(v)})
 		}
 		return nil
 	})
@@ -473,7 +472,7 @@ func (s *Store) Add(ctx context.Context, recs []*Record) error {
 			// Every record gets a reference, even a single SMS: the
 			// dispatcher may encode it again for a route that needs
 			// more parts (a different alphabet or concatenation).
-			ref, err := s.nextRef(tx, r.To, now)
+			ref, err := nextRef(tx, r.To, now)
 			if err != nil {
 				return err
 			}
@@ -644,48 +643,61 @@ func (s *Store) prepare(r *Record, now time.Time) *Record {
 	return &c
 }
 
-// dedupKey is the key of the dedup index for r, accepted at t:
-// generation(t, DedupWindow) ‖ MessageID ‖ 0 ‖ sender ‖ 0 ‖ user ‖ 0 ‖ To,
-// with a long Message-ID part replaced by its SHA-256 (bbolt keys are
+// Generations (see generation) have fixed lengths, whatever the options:
+// a file opened with another dedup window or retention, or by a command
+// with the defaults, finds its entries where they are.
+const (
+	// dedupGeneration is the default dedup window: a lookup reads two
+	// generations with it (three with the next one, see duplicate), more
+	// with a longer window.
+	dedupGeneration = 10 * time.Minute
+	// refsGeneration is how long a destination's reference counter is
+	// kept at least after its last use (at most twice that): the parts of
+	// a concatenated SMS are reassembled within hours, and the 8-bit
+	// reference cycles through 256 values anyway.
+	refsGeneration = 7 * 24 * time.Hour
+)
+
+// dedupKey is the key of the dedup index for r in the generation starting
+// at gen: gen ‖ MessageID ‖ 0 ‖ sender ‖ 0 ‖ user ‖ 0 ‖ To, with the part
+// before To replaced by its SHA-256 when over 256 bytes (bbolt keys are
 // limited). The envelope sender and the user are part of the key: a
-// Message-ID is the sender's to choose, so another sender (or user) reusing
-// it must not silence their mail.
-func (s *Store) dedupKey(r *Record, t time.Time) []byte {
+// Message-ID is the sender's to choose, so another sender (or user)
+// reusing it must not silence their mail.
+func dedupKey(r *Record, gen time.Time) []byte {
 	mid := r.MessageID + "\x00" + strings.ToLower(r.From) + "\x00" + r.User
 	if len(mid) > 256 {
 		sum := sha256.Sum256([]byte(mid))
 		mid = "sha256:" + hex.EncodeToString(sum[:])
 	}
-	k := generation(t, s.opt.DedupWindow)
+	k := make([]byte, 0, 8+len(mid)+1+len(r.To))
+	k = append(k, timeKey(gen)...)
 	return append(append(append(k, mid...), 0), r.To...)
 }
 
-// generation is the key prefix of entries made at t that must be found for
-// length after: the start of the period of that length t falls in (periods
-// counted from the zero time, so the same across restarts), as a timeKey.
-// An entry is looked up in its period and the one before, which together
-// cover any span of length ending now; Purge deletes the periods before
-// those two as a contiguous range of keys: it reads no live entry, and
+// generation is the start of the period of length that t falls in (periods
+// counted from the zero time, so the same across restarts): the key prefix
+// of the dedup and refs entries made at t. A lookup reads the generations
+// that can hold an entry it may use; Purge deletes the generations older
+// than that as one contiguous range of keys: it reads no live entry, and
 // frees whole pages instead of dirtying every page of the bucket, as
-// deleting by age from a bucket ordered by Message-ID or number did. With
-// length <= 0 there is one period, the zero time's.
-func generation(t time.Time, length time.Duration) []byte {
-	if length <= 0 {
-		return timeKey(time.Time{})
-	}
-	return timeKey(t.Truncate(length))
+// deleting by age from a bucket ordered by Message-ID or number did.
+func generation(t time.Time, length time.Duration) time.Time {
+	return t.Truncate(length)
 }
 
 // duplicate returns the id of the record accepted within the dedup window
-// with r's MessageID, sender, user and To, or "". The entry is in the
-// window's current generation or in the one before.
+// with r's MessageID, sender, user and To, or "". It reads the generations
+// from now - DedupWindow's to the one after now's: a clock stepped back
+// by less than a generation still finds what it accepted before the step.
 func (s *Store) duplicate(tx *txn, r *Record, now time.Time) string {
 	w := s.opt.DedupWindow
 	if w < 0 || r.MessageID == "" {
 		return ""
 	}
-	for _, t := range []time.Time{now, now.Add(-w)} {
-		v := tx.Bucket(bucketDedup).Get(s.dedupKey(r, t))
+	oldest := generation(now.Add(-w), dedupGeneration)
+	for g := generation(now, dedupGeneration).Add(dedupGeneration); !g.Before(oldest); g = g.Add(-dedupGeneration) {
+		v := tx.Bucket(bucketDedup).Get(dedupKey(r, g))
 		if len(v) > 8 && now.Sub(keyTime(v[:8])) < w {
 			return string(v[8:])
 		}
@@ -699,23 +711,26 @@ func (s *Store) remember(tx *txn, r *Record, now time.Time) error {
 	if s.opt.DedupWindow < 0 || r.MessageID == "" {
 		return nil
 	}
-	if err := tx.Bucket(bucketDedup).putOwned(s.dedupKey(r, now), append(timeKey(now), r.ID...)); err != nil {
+	key := dedupKey(r, generation(now, dedupGeneration))
+	if err := tx.Bucket(bucketDedup).putOwned(key, append(timeKey(now), r.ID...)); err != nil {
 		return fmt.Errorf("dedup index of %s: %w", r.ID, err)
 	}
 	return nil
 }
 
 // nextRef returns the next concatenation reference for destination to and
-// records it, with the time, in the refs bucket under the retention's
-// current generation (see generation): a counter used within the retention
-// is in that generation or the one before, and Purge drops older ones.
-func (s *Store) nextRef(tx *txn, to string, now time.Time) (uint16, error) {
+// records it, with the time, in the refs bucket under the current
+// generation: a counter used within refsGeneration is in that generation
+// or the one before. A clock stepped back across a generation boundary
+// may hand out again a few references used just before; 8-bit references
+// repeat every 256 messages anyway.
+func nextRef(tx *txn, to string, now time.Time) (uint16, error) {
 	b := tx.Bucket(bucketRefs)
-	r := s.opt.Retention
-	key := append(generation(now, r), to...)
+	cur := generation(now, refsGeneration)
+	key := append(timeKey(cur), to...)
 	v := b.Get(key)
-	if v == nil && r > 0 {
-		v = b.Get(append(generation(now.Add(-r), r), to...))
+	if v == nil {
+		v = b.Get(append(timeKey(cur.Add(-refsGeneration)), to...))
 	}
 	var ref uint16
 	if len(v) == 10 {
