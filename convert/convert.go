@@ -2,7 +2,11 @@
 // encoded SMS segments (GSM 03.38 7-bit or UCS-2, concatenated with UDH).
 package convert
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/emersion/go-message/textproto"
+)
 
 // Limits cap what a hostile mail can make us do.
 type Limits struct {
@@ -29,6 +33,9 @@ type Mail struct {
 	MessageID string // Message-ID with the angle brackets, "" if none
 	Header    []byte // the original header block as received, for reports
 	Text      string // cleaned text to send; the subject when the body has none
+	// Fields is the header parsed, lines that are not fields left out,
+	// for the callers that look at other fields (Auto-Submitted…).
+	Fields textproto.Header
 }
 
 // Coding is the SMS alphabet of an encoded message.

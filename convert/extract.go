@@ -40,7 +40,7 @@ func extract(r io.Reader, opt Options) (*Mail, error) {
 		return nil, err
 	}
 	h := parseHeader(raw)
-	m := &Mail{Header: raw, Subject: subject(h), MessageID: messageID(h)}
+	m := &Mail{Header: raw, Subject: subject(h), MessageID: messageID(h), Fields: h}
 
 	c, err := newCleaner(opt.Footers)
 	if err != nil {

@@ -1,8 +1,6 @@
 package smtpd
 
 import (
-	"bufio"
-	"bytes"
 	"mime"
 	"strings"
 
@@ -22,15 +20,9 @@ import (
 //
 // The verdict is stored with each record (store.Record.NoReport) and
 // honoured by the report loop, whatever NOTIFY asked.
-func loopReason(from string, body []byte) string {
+func loopReason(from string, h textproto.Header) string {
 	if from == "" {
 		return "null sender"
-	}
-	// Sized to the mail when it is small: a 4 KiB buffer per mail was a
-	// tenth of the front door's allocations.
-	h, err := textproto.ReadHeader(bufio.NewReaderSize(bytes.NewReader(body), min(len(body), 4096)))
-	if err != nil {
-		return "" // convert has read the mail: a header it cannot read here is not a report
 	}
 	if v := strings.TrimSpace(h.Get("Auto-Submitted")); v != "" {
 		keyword, _, _ := strings.Cut(v, ";") // RFC 3834 §5: keyword, then optional parameters

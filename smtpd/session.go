@@ -543,7 +543,7 @@ func (s *session) records(env envelope, body []byte) ([]*store.Record, string, e
 	if env.user != nil {
 		name, source, policy = env.user.Name, env.user.Source, string(env.user.Report)
 	}
-	noReport := loopReason(env.from, body)
+	noReport := loopReason(env.from, m.Fields)
 	var original []byte
 	if env.dsn.ret == string(smtp.DSNReturnFull) && noReport == "" && int64(len(body)) <= s.srv.cfg.MaxReturnBytes {
 		original = body
