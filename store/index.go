@@ -20,8 +20,8 @@ var (
 	bucketReport     = []byte("report")
 	bucketFinal      = []byte("final")
 	bucketCounts     = []byte("counts")
-	bucketDedup      = []byte("dedup")
-	bucketRefs       = []byte("refs")
+	bucketDedup      = []byte("dedup_gen")
+	bucketRefs       = []byte("refs_gen")
 	bucketParked     = []byte("parked")
 	bucketParkedAge  = []byte("parked_age")
 	bucketReportDue  = []byte("report_due")
@@ -39,6 +39,22 @@ var (
 	// layout 7 their keys start with their generation instead.
 	droppedBuckets = [][]byte{[]byte("dedup_age"), []byte("refs_age")}
 
+	// regenerated are the buckets of layouts before 7 whose entries go,
+	// under their generation (see generation), to the bucket of the same
+	// kind: copied a chunk at a time by Open, then dropped.
+	regenerated = []struct {
+		old, new []byte
+		length   time.Duration
+		at       func(v []byte) (time.Time, bool) // the time in a value
+	}{
+		{[]byte("dedup"), bucketDedup, dedupGeneration, func(v []byte) (time.Time, bool) {
+			return keyTimeAt(v, 0, len(v) > 8) // accepted time ‖ id
+		}},
+		{[]byte("refs"), bucketRefs, refsGeneration, func(v []byte) (time.Time, bool) {
+			return keyTimeAt(v, 2, len(v) == 10) // reference ‖ time last used
+		}},
+	}
+
 	// derivedBuckets hold what the records imply; a migration rebuilds them.
 	derivedBuckets = [][]byte{bucketDue, bucketSubmitting, bucketSMSC, bucketReport,
 		bucketFinal, bucketCounts, bucketReportDue, bucketDelay}
@@ -49,8 +65,9 @@ var (
 // layoutVersion 2 added the submitting, final, counts, dedup and refs
 // buckets, 3 the report_due and delay indexes, 5 dropped dedup_age and
 // refs_age, 6 the headers bucket (records of layout 5 keep their header
-// inline, and are read as they are), 7 the generation prefix of the dedup
-// and refs keys (see generation); an older file is migrated by Open.
+// inline, and are read as they are), 7 the dedup_gen and refs_gen buckets,
+// keyed by generation (see generation), for dedup and refs; an older file
+// is migrated by Open.
 const layoutVersion = "7"
 
 // entry is one index entry that a record implies.
@@ -330,6 +347,14 @@ func timeKey(t time.Time) []byte {
 
 func keyTime(k []byte) time.Time {
 	return time.Unix(0, int64(binary.BigEndian.Uint64(k)^(1<<63)))
+}
+
+// keyTimeAt is keyTime of v[off:], if ok.
+func keyTimeAt(v []byte, off int, ok bool) (time.Time, bool) {
+	if !ok {
+		return time.Time{}, false
+	}
+	return keyTime(v[off:]), true
 }
 
 // timeIDKey is timeKey(t) ‖ id, the key of the due and parked_age indexes.

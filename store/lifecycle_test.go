@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -737,7 +736,7 @@ func TestMigrateLayout4(t *testing.T) {
 				return err
 			}
 		}
-		if err := unprefix(tx, bucketDedup, bucketRefs); err != nil {
+		if err := unprefix(tx); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketMeta).Put(keyVersion, []byte("4"))
@@ -773,26 +772,24 @@ func TestMigrateLayout4(t *testing.T) {
 	}
 }
 
-// unprefix takes the generation prefix off the keys of buckets: their
-// layout before 7.
-func unprefix(tx *bolt.Tx, buckets ...[]byte) error {
-	for _, name := range buckets {
-		b := tx.Bucket(name)
-		type kv struct{ k, v []byte }
-		var all []kv
-		if err := b.ForEach(func(k, v []byte) error {
-			all = append(all, kv{bytes.Clone(k), bytes.Clone(v)})
-			return nil
+// unprefix moves the dedup and refs entries back to their buckets of
+// layouts before 7, without the generation prefix.
+func unprefix(tx *bolt.Tx) error {
+	for _, r := range regenerated {
+		old, err := tx.CreateBucket(r.old)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(r.new).ForEach(func(k, v []byte) error {
+			return old.Put(k[8:], v)
 		}); err != nil {
 			return err
 		}
-		for _, e := range all {
-			if err := b.Delete(e.k); err != nil {
-				return err
-			}
-			if err := b.Put(e.k[8:], e.v); err != nil {
-				return err
-			}
+		if err := tx.DeleteBucket(r.new); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket(r.new); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -802,6 +799,8 @@ func unprefix(tx *bolt.Tx, buckets ...[]byte) error {
 // a duplicate within the window and a destination's counter are found
 // after the migration, whatever the options of the open that migrates.
 func TestMigrateLayout6(t *testing.T) {
+	defer func(b int) { regenBatch = b }(regenBatch)
+	regenBatch = 1 // a transaction per entry
 	clk := newClock()
 	s, path := openTemp(t, Options{Now: clk.Now, DedupWindow: time.Hour})
 	mk := func(to, msgid string) *Record {
@@ -814,8 +813,20 @@ func TestMigrateLayout6(t *testing.T) {
 	clk.Add(35 * time.Minute) // 10:35
 	recent := mk("+491510000002", "<recent@x>")
 	s.Close()
+	var refs []string
 	rawUpdate(t, path, func(tx *bolt.Tx) error {
-		if err := unprefix(tx, bucketDedup, bucketRefs); err != nil {
+		if err := tx.Bucket(bucketRefs).ForEach(func(k, v []byte) error {
+			refs = append(refs, string(k))
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := unprefix(tx); err != nil {
+			return err
+		}
+		// An earlier migration, cut short by a crash, had copied one
+		// counter (a made-up value here, which the copy overwrites).
+		if err := tx.Bucket(bucketRefs).Put([]byte(refs[0]), append([]byte{0x12, 0x34}, timeKey(t0)...)); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketMeta).Put(keyVersion, []byte("6"))
@@ -828,6 +839,20 @@ func TestMigrateLayout6(t *testing.T) {
 	}
 	if got := len(genKeys(t, s, bucketDedup)); got != 2 {
 		t.Errorf("dedup entries after migration: %d, want 2", got)
+	}
+	if got := indexKeys(t, s, bucketRefs); !slices.Equal(got, refs) {
+		t.Errorf("refs after migration %q, want %q", got, refs)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		for _, r := range regenerated {
+			if tx.Bucket(r.old) != nil {
+				t.Errorf("bucket %s still there", r.old)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	s.Close()
 	if s, err = Open(path, Options{Now: clk.Now, DedupWindow: time.Hour}); err != nil {
@@ -842,5 +867,8 @@ func TestMigrateLayout6(t *testing.T) {
 	}
 	if next := mk("+491510000002", ""); next.Ref != recent.Ref+1 {
 		t.Errorf("ref after migration %d, want %d", next.Ref, recent.Ref+1)
+	}
+	if next := mk("+491510000001", ""); next.Ref != older.Ref+1 {
+		t.Errorf("ref after migration %d, want %d", next.Ref, older.Ref+1)
 	}
 }

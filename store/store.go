@@ -248,6 +248,9 @@ func Open(path string, opt Options) (*Store, error) {
 		err = removeLogs(path)
 	}
 	if err == nil {
+		err = regenerate(db)
+	}
+	if err == nil {
 		s.w.begin = func() { clear(s.deltas) }
 		s.w.end = s.writeCounts
 		err = s.w.start(db, path, s.bids, gen+1, seq)
@@ -290,11 +293,6 @@ func (s *Store) initBuckets(tx *txn) error {
 	case string(v) != layoutVersion:
 		return fmt.Errorf("layout version %q, want %q", v, layoutVersion)
 	}
-	if string(v) != layoutVersion {
-		if err := regenerate(tx.base); err != nil {
-			return fmt.Errorf("migrate layout %q to %q: %w", v, layoutVersion, err)
-		}
-	}
 	for _, name := range droppedBuckets {
 		if tx.base.Bucket(name) == nil {
 			continue
@@ -312,59 +310,62 @@ func (s *Store) initBuckets(tx *txn) error {
 	return nil
 }
 
-// regenerate gives the entries of the dedup and refs buckets of a layout
-// before 7 their generation prefix (see generation), from the time in their
-// values. It drops only entries it cannot read: what is stale depends on
-// options that the opener (a queue command, say) may not share, and Purge
-// deletes old generations anyway. It holds both buckets in memory once: a
-// dedup window of entries, and a counter per destination used within the
-// retention.
-func regenerate(tx *bolt.Tx) error {
-	err := rekey(tx, bucketDedup, dedupGeneration, func(v []byte) (time.Time, bool) {
-		if len(v) <= 8 { // accepted time ‖ id
-			return time.Time{}, false
-		}
-		return keyTime(v[:8]), true
-	})
-	if err != nil {
-		return err
-	}
-	return rekey(tx, bucketRefs, refsGeneration, func(v []byte) (time.Time, bool) {
-		if len(v) != 10 { // reference ‖ time last used
-			return time.Time{}, false
-		}
-		return keyTime(v[2:]), true
-	})
-}
-
-// rekey rewrites bucket with generation(t, length) ‖ key for every entry
-// whose value keep reads a time t in.
-func rekey(tx *bolt.Tx, bucket []byte, length time.Duration, keep func(v []byte) (t time.Time, ok bool)) error {
-	type kv struct{ k, v []byte }
-	var kept []kv
-	err := tx.Bucket(bucket).ForEach(func(k, v []byte) error {
-		if t, ok := keep(v); ok {
-			kept = append(kept, kv{append(timeKey(generation(t, length)), k...), bytes.Clone(v)})
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if err := tx.DeleteBucket(bucket); err != nil {
-		return err
-	}
-	b, err := tx.CreateBucket(bucket)
-	if err != nil {
-		return err
-	}
-	for _, e := range kept {
-		if err := b.Put(e.k, e.v); err != nil {
-			return err
+// regenerate copies the entries of the dedup and refs buckets of a layout
+// before 7 into dedup_gen and refs_gen, under their generation, then drops
+// the old buckets. It runs in Open, before the writer starts, a chunk of
+// entries per transaction, so that its memory does not grow with the
+// buckets (a million counters in one transaction took 400 MB). After a
+// crash in the middle, the next Open goes on with what the old buckets
+// still hold.
+// It drops only entries without a time: what is stale depends on options
+// that the opener (a queue command, say) may not share, and Purge deletes
+// old generations anyway.
+func regenerate(db *bolt.DB) error {
+	for _, r := range regenerated {
+		for done := false; !done; {
+			err := db.Update(func(tx *bolt.Tx) error {
+				old := tx.Bucket(r.old)
+				if old == nil {
+					done = true
+					return nil
+				}
+				// Copied entries leave the old bucket in the same
+				// transaction: it never holds what is copied, and its
+				// pages go as the copy goes.
+				var copied [][]byte
+				c, dst := old.Cursor(), tx.Bucket(r.new)
+				for k, v := c.First(); k != nil && len(copied) < regenBatch; k, v = c.Next() {
+					if t, ok := r.at(v); ok {
+						if err := dst.Put(append(timeKey(generation(t, r.length)), k...), v); err != nil {
+							return err
+						}
+					}
+					copied = append(copied, bytes.Clone(k))
+				}
+				if len(copied) == 0 {
+					done = true
+					return tx.DeleteBucket(r.old)
+				}
+				for _, k := range copied {
+					if err := old.Delete(k); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("store: copy %s to %s: %w", r.old, r.new, err)
+			}
+			// The pages read and written stay mapped in the RSS
+			// otherwise: 400 MB for two million entries.
+			_ = releaseMapped(db)
 		}
 	}
 	return nil
 }
+
+// regenBatch is how many entries one transaction of regenerate copies.
+var regenBatch = 10000
 
 // migrate rebuilds the derived indexes from the records, giving final
 // records a FinalAt (their last event's time) if they have none.
