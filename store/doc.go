@@ -95,7 +95,7 @@
 // # Concatenation references
 //
 // Add gives every record the next reference of its destination: a counter
-// per To in the refs bucket, incremented by one per record, wrapping at
+// per To in the refs_gen bucket, incremented by one per record, wrapping at
 // 65536, written in the same transaction, so references stay unique per
 // destination across restarts. Even a single SMS takes one: the dispatcher
 // may encode it again for a route that needs more parts. The 8-bit UDH uses
@@ -165,11 +165,11 @@
 //	delay       Created ‖ id → ""                             (not final, !DelayDone, no
 //	            retry, and NOTIFY, ReportPolicy and NoReport allow a delay report)
 //	counts      state → number of records (8 bytes, big-endian)
-//	dedup       generation ‖ MessageID ‖ 0x00 ‖ sender ‖ 0x00 ‖ user ‖ 0x00 ‖ To
+//	dedup_gen   generation ‖ MessageID ‖ 0x00 ‖ sender ‖ 0x00 ‖ user ‖ 0x00 ‖ To
 //	            → accepted time ‖ id (generation: the start of the accepted
 //	            time's 10 minutes, see generation; MessageID ‖ sender ‖ user
 //	            over 256 bytes is replaced by "sha256:" and its hex digest)
-//	refs        generation ‖ To → last reference (2 bytes) ‖ time last used
+//	refs_gen    generation ‖ To → last reference (2 bytes) ‖ time last used
 //	            (generation: the start of that time's week)
 //	originals   id of a mail's first record → number of records sharing it (uvarint) ‖
 //	            the mail, for RET=FULL reports (Record.OriginalRef)

@@ -333,6 +333,13 @@ var (
 )
 
 func timeKey(t time.Time) []byte {
+	a := timeKeyArray(t)
+	return a[:]
+}
+
+// timeKeyArray is timeKey as an array, which costs no allocation where it
+// does not escape.
+func timeKeyArray(t time.Time) [8]byte {
 	var n int64
 	switch {
 	case t.Before(minKeyTime):
@@ -342,7 +349,9 @@ func timeKey(t time.Time) []byte {
 	default:
 		n = t.UnixNano()
 	}
-	return binary.BigEndian.AppendUint64(nil, uint64(n)^(1<<63))
+	var a [8]byte
+	binary.BigEndian.PutUint64(a[:], uint64(n)^(1<<63))
+	return a
 }
 
 func keyTime(k []byte) time.Time {

@@ -220,7 +220,7 @@ func (s *Store) purgeRecord(tx *txn, _ time.Time, id []byte) (bool, error) {
 	}
 	if rec.MessageID != "" {
 		// Add's now, which is Created unless the caller set one.
-		key := dedupKey(rec, generation(rec.Created, dedupGeneration))
+		key := setGeneration(dedupKey(rec), generation(rec.Created, dedupGeneration))
 		if v := tx.Bucket(bucketDedup).Get(key); len(v) > 8 && string(v[8:]) == rec.ID {
 			if err := tx.Bucket(bucketDedup).Delete(key); err != nil {
 				return false, err

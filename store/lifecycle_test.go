@@ -662,21 +662,40 @@ func TestDedupAcrossOpens(t *testing.T) {
 	}
 }
 
-// TestDedupClockSteppedBack: a clock stepped back across a generation
-// boundary still finds what was accepted just before the step.
+// TestDedupClockSteppedBack: a clock stepped back across generation
+// boundaries, by up to maxStepBack, still finds what was accepted before
+// the step, also after a restart.
 func TestDedupClockSteppedBack(t *testing.T) {
-	clk := newClock()
-	s, _ := openTemp(t, Options{Now: clk.Now})
-	clk.Add(10*time.Minute + time.Second) // 10:10:01
-	first := record("+491511234567", 1)
-	first.MessageID = "<m@x>"
-	mustAdd(t, s, first)
-	clk.Add(-2 * time.Second) // 10:09:59
-	again := record("+491511234567", 1)
-	again.MessageID = "<m@x>"
-	mustAdd(t, s, again)
-	if again.DuplicateOf != first.ID {
-		t.Errorf("DuplicateOf %q, want %q", again.DuplicateOf, first.ID)
+	for _, tc := range []struct {
+		back   time.Duration
+		reopen bool
+	}{{2 * time.Second, false}, {30 * time.Minute, false}, {30 * time.Minute, true}} {
+		t.Run(fmt.Sprint(tc.back, tc.reopen), func(t *testing.T) {
+			clk := newClock()
+			opt := Options{Now: clk.Now, DedupWindow: 2 * time.Hour}
+			s, path := openTemp(t, opt)
+			clk.Add(10*time.Minute + time.Second) // 10:10:01
+			first := record("+491511234567", 1)
+			first.MessageID = "<m@x>"
+			mustAdd(t, s, first)
+			clk.Add(-tc.back)
+			if tc.reopen {
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				var err error
+				if s, err = Open(path, opt); err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+			}
+			again := record("+491511234567", 1)
+			again.MessageID = "<m@x>"
+			mustAdd(t, s, again)
+			if again.DuplicateOf != first.ID {
+				t.Errorf("DuplicateOf %q, want %q", again.DuplicateOf, first.ID)
+			}
+		})
 	}
 }
 

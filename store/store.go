@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -170,7 +171,8 @@ type Options struct {
 	Dropped func(rc Receipt, parkedAt time.Time)
 	// DedupWindow is how long a (Message-ID, destination) pair is
 	// remembered: Add does not store a record whose pair was accepted
-	// less than DedupWindow ago (default 10 minutes; negative: never).
+	// less than DedupWindow ago (default 10 minutes, at most
+	// MaxDedupWindow; negative: never).
 	DedupWindow time.Duration
 	// Retention is how long a final, reported record is kept before Purge
 	// deletes it (default 7 days; negative: Purge keeps every record).
@@ -182,6 +184,10 @@ const (
 	DefaultParkedMaxAge = time.Hour
 	DefaultDedupWindow  = 10 * time.Minute
 	DefaultRetention    = 7 * 24 * time.Hour
+	// MaxDedupWindow caps Options.DedupWindow: Add reads one generation
+	// of the dedup index per 10 minutes of window (see duplicate), 145 at
+	// this cap.
+	MaxDedupWindow = 24 * time.Hour
 
 	// lockTimeout bounds the wait for the file lock, so that a second
 	// process (e.g. "smsbridge queue list" while serve runs) fails instead
@@ -199,6 +205,7 @@ func (o Options) withDefaults() Options {
 	if o.DedupWindow == 0 {
 		o.DedupWindow = DefaultDedupWindow
 	}
+	o.DedupWindow = min(o.DedupWindow, MaxDedupWindow)
 	if o.Retention == 0 {
 		o.Retention = DefaultRetention
 	}
@@ -215,6 +222,9 @@ type Store struct {
 	w    writer
 
 	deltas map[State]int64 // state counts changed in the writer's transaction
+	// newestDedup is the newest dedup generation written (Unix ns): after
+	// a clock stepped back, it is ahead of now's.
+	newestDedup atomic.Int64
 }
 
 // Open opens (creating if needed) the store file at path, and replays the
@@ -249,6 +259,14 @@ func Open(path string, opt Options) (*Store, error) {
 	}
 	if err == nil {
 		err = regenerate(db)
+	}
+	if err == nil {
+		err = db.View(func(tx *bolt.Tx) error {
+			if k, _ := tx.Bucket(bucketDedup).Cursor().Last(); len(k) >= 8 {
+				s.newestDedup.Store(keyTime(k[:8]).UnixNano())
+			}
+			return nil
+		})
 	}
 	if err == nil {
 		s.w.begin = func() { clear(s.deltas) }
@@ -466,9 +484,13 @@ func (s *Store) Add(ctx context.Context, recs []*Record) error {
 		}
 		clear(dupOf)
 		for i, r := range prepared {
-			if id := s.duplicate(tx, r, now); id != "" {
-				dupOf[i] = id
-				continue
+			var dk []byte // built in each run: remember gives it away
+			if s.opt.DedupWindow >= 0 && r.MessageID != "" {
+				dk = dedupKey(r)
+				if id := s.duplicate(tx, dk, now); id != "" {
+					dupOf[i] = id
+					continue
+				}
 			}
 			// Every record gets a reference, even a single SMS: the
 			// dispatcher may encode it again for a route that needs
@@ -481,8 +503,10 @@ func (s *Store) Add(ctx context.Context, recs []*Record) error {
 			if err := s.put(tx, before{}, r, now); err != nil {
 				return err
 			}
-			if err := s.remember(tx, r, now); err != nil {
-				return err
+			if dk != nil {
+				if err := s.remember(tx, dk, r, now); err != nil {
+					return err
+				}
 			}
 		}
 		if err := putShared(tx, bucketHeaders, headers, prepared, dupOf, func(r *Record) string { return r.HeaderRef }); err != nil {
@@ -659,21 +683,52 @@ const (
 	refsGeneration = 7 * 24 * time.Hour
 )
 
-// dedupKey is the key of the dedup index for r in the generation starting
-// at gen: gen ‖ MessageID ‖ 0 ‖ sender ‖ 0 ‖ user ‖ 0 ‖ To, with the part
-// before To replaced by its SHA-256 when over 256 bytes (bbolt keys are
-// limited). The envelope sender and the user are part of the key: a
-// Message-ID is the sender's to choose, so another sender (or user)
-// reusing it must not silence their mail.
-func dedupKey(r *Record, gen time.Time) []byte {
-	mid := r.MessageID + "\x00" + strings.ToLower(r.From) + "\x00" + r.User
-	if len(mid) > 256 {
-		sum := sha256.Sum256([]byte(mid))
-		mid = "sha256:" + hex.EncodeToString(sum[:])
+// dedupKey is the key of the dedup index for r, its generation (the first
+// 8 bytes) left for setGeneration: MessageID ‖ 0 ‖ sender ‖ 0 ‖ user ‖ 0 ‖
+// To, with the part before To replaced by its SHA-256 when over 256 bytes
+// (bbolt keys are limited). The envelope sender and the user are part of
+// the key: a Message-ID is the sender's to choose, so another sender (or
+// user) reusing it must not silence their mail.
+func dedupKey(r *Record) []byte {
+	n := len(r.MessageID) + 1 + len(r.From) + 1 + len(r.User)
+	k := make([]byte, 8, 8+max(n, 71)+1+len(r.To))
+	if n > 256 || !isASCII(r.From) {
+		mid := r.MessageID + "\x00" + strings.ToLower(r.From) + "\x00" + r.User
+		if len(mid) > 256 {
+			sum := sha256.Sum256([]byte(mid))
+			mid = "sha256:" + hex.EncodeToString(sum[:])
+		}
+		k = append(k, mid...)
+	} else {
+		// strings.ToLower, without its copy, for the usual ASCII sender.
+		k = append(append(k, r.MessageID...), 0)
+		for i := range len(r.From) {
+			c := r.From[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			k = append(k, c)
+		}
+		k = append(append(k, 0), r.User...)
 	}
-	k := make([]byte, 0, 8+len(mid)+1+len(r.To))
-	k = append(k, timeKey(gen)...)
-	return append(append(append(k, mid...), 0), r.To...)
+	return append(append(k, 0), r.To...)
+}
+
+func isASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// setGeneration writes the generation starting at gen into the first 8
+// bytes of k.
+func setGeneration(k []byte, gen time.Time) []byte {
+	a := timeKeyArray(gen)
+	copy(k[:8], a[:])
+	return k
 }
 
 // generation is the start of the period of length that t falls in (periods
@@ -687,18 +742,27 @@ func generation(t time.Time, length time.Duration) time.Time {
 	return t.Truncate(length)
 }
 
+// maxStepBack is how far back a clock may step and duplicate still find
+// what was accepted before the step.
+const maxStepBack = time.Hour
+
 // duplicate returns the id of the record accepted within the dedup window
-// with r's MessageID, sender, user and To, or "". It reads the generations
-// from now - DedupWindow's to the one after now's: a clock stepped back
-// by less than a generation still finds what it accepted before the step.
-func (s *Store) duplicate(tx *txn, r *Record, now time.Time) string {
+// with r's MessageID, sender, user and To, or "". key is dedupKey(r). It
+// reads the generations from now - DedupWindow's to now's, and the ones
+// after now's that the store wrote to (a clock stepped back), up to
+// maxStepBack ahead, newest first.
+func (s *Store) duplicate(tx *txn, key []byte, now time.Time) string {
 	w := s.opt.DedupWindow
-	if w < 0 || r.MessageID == "" {
-		return ""
-	}
 	oldest := generation(now.Add(-w), dedupGeneration)
-	for g := generation(now, dedupGeneration).Add(dedupGeneration); !g.Before(oldest); g = g.Add(-dedupGeneration) {
-		v := tx.Bucket(bucketDedup).Get(dedupKey(r, g))
+	g := generation(now, dedupGeneration)
+	if newest := time.Unix(0, s.newestDedup.Load()); newest.After(g) {
+		g = newest
+		if limit := generation(now, dedupGeneration).Add(maxStepBack); g.After(limit) {
+			g = limit // not from a clock once set years ahead
+		}
+	}
+	for ; !g.Before(oldest); g = g.Add(-dedupGeneration) {
+		v := tx.Bucket(bucketDedup).Get(setGeneration(key, g))
 		if len(v) > 8 && now.Sub(keyTime(v[:8])) < w {
 			return string(v[8:])
 		}
@@ -706,14 +770,16 @@ func (s *Store) duplicate(tx *txn, r *Record, now time.Time) string {
 	return ""
 }
 
-// remember enters r, accepted now, in the dedup index. Purge drops the
-// generations older than the window.
-func (s *Store) remember(tx *txn, r *Record, now time.Time) error {
-	if s.opt.DedupWindow < 0 || r.MessageID == "" {
-		return nil
+// remember enters r, accepted now, in the dedup index under key, which it
+// owns from then on. Purge drops the generations older than the window.
+func (s *Store) remember(tx *txn, key []byte, r *Record, now time.Time) error {
+	g := generation(now, dedupGeneration)
+	if g.UnixNano() > s.newestDedup.Load() {
+		s.newestDedup.Store(g.UnixNano())
 	}
-	key := dedupKey(r, generation(now, dedupGeneration))
-	if err := tx.Bucket(bucketDedup).putOwned(key, append(timeKey(now), r.ID...)); err != nil {
+	t := timeKeyArray(now)
+	v := append(append(make([]byte, 0, 8+len(r.ID)), t[:]...), r.ID...)
+	if err := tx.Bucket(bucketDedup).putOwned(setGeneration(key, g), v); err != nil {
 		return fmt.Errorf("dedup index of %s: %w", r.ID, err)
 	}
 	return nil
@@ -728,19 +794,20 @@ func (s *Store) remember(tx *txn, r *Record, now time.Time) error {
 func nextRef(tx *txn, to string, now time.Time) (uint16, error) {
 	b := tx.Bucket(bucketRefs)
 	cur := generation(now, refsGeneration)
-	key := append(timeKey(cur), to...)
-	v := b.Get(key)
+	key := append(make([]byte, 8, 8+len(to)), to...)
+	v := b.Get(setGeneration(key, cur))
 	if v == nil {
-		v = b.Get(append(timeKey(cur.Add(-refsGeneration)), to...))
+		v = b.Get(setGeneration(key, cur.Add(-refsGeneration)))
+		setGeneration(key, cur)
 	}
 	var ref uint16
 	if len(v) == 10 {
 		ref = uint16(v[0])<<8 | uint16(v[1])
 	}
 	ref++ // wraps at 65536
-	nv := make([]byte, 2, 10)
-	nv[0], nv[1] = byte(ref>>8), byte(ref)
-	if err := b.putOwned(key, append(nv, timeKey(now)...)); err != nil {
+	t := timeKeyArray(now)
+	nv := append([]byte{byte(ref >> 8), byte(ref)}, t[:]...)
+	if err := b.putOwned(key, nv); err != nil {
 		return 0, fmt.Errorf("refs of %s: %w", to, err)
 	}
 	return ref, nil

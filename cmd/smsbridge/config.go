@@ -17,6 +17,7 @@ import (
 	"github.com/smsbridge/smsbridge/bridge"
 	"github.com/smsbridge/smsbridge/convert"
 	"github.com/smsbridge/smsbridge/smppout"
+	"github.com/smsbridge/smsbridge/store"
 )
 
 // Config is the whole configuration: the file (TOML) with flags on top.
@@ -486,6 +487,9 @@ func (c *Config) validate() error {
 	}
 	if c.SMTPAddr == "" {
 		bad("smtp_addr", "empty")
+	}
+	if w := c.Store.DedupWindow.Duration; w > store.MaxDedupWindow {
+		bad("store.dedup_window", "%v is over %v (every 10 minutes of window cost each recipient one more lookup)", w, store.MaxDedupWindow)
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "empty")

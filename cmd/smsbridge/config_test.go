@@ -52,6 +52,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad duration", "[retry]\nmin = \"soon\"\n", nil, "soon"},
 		{"bad CIDR", "", []string{"--trusted-networks", "10.0.0.0/33"}, "trusted_networks"},
 		{"bad region", "default_region = \"USA\"\n", nil, "default_region"},
+		{"dedup window over a day", "[store]\ndedup_window = \"25h\"\n", nil, "store.dedup_window"},
 		{"stray argument", "", []string{"extra"}, "unexpected arguments"},
 	}
 	for _, tc := range tests {
