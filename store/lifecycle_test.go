@@ -2,10 +2,13 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -628,6 +631,58 @@ func TestPurgeDropsOldGenerations(t *testing.T) {
 	}
 	if got := len(genKeys(t, s, bucketDedup)); got != 0 {
 		t.Errorf("dedup entries left: %d", got)
+	}
+}
+
+// TestPurgeDropsDedupOfPurgedRecord: with a retention shorter than the
+// dedup window, a purged record's dedup entry goes with it, so the same
+// mail again is a new record, not a duplicate of one that is gone.
+func TestPurgeDropsDedupOfPurgedRecord(t *testing.T) {
+	clk := newClock()
+	s, _ := openTemp(t, Options{Now: clk.Now, DedupWindow: time.Hour, Retention: time.Minute})
+	first := record("+491511234567", 1)
+	first.MessageID = "<m@x>"
+	mustAdd(t, s, first)
+	mustUpdate(t, s, first.ID, func(r *Record) error { r.State, r.ReportDone = Failed, true; return nil })
+	clk.Add(2 * time.Minute)
+	if n, err := s.Purge(context.Background(), clk.Now()); err != nil || n != 1 {
+		t.Fatalf("Purge = %d, %v", n, err)
+	}
+	if got := genKeys(t, s, bucketDedup); len(got) != 0 {
+		t.Errorf("dedup entries of the purged record: %q", got)
+	}
+	again := record("+491511234567", 1)
+	again.MessageID = "<m@x>"
+	mustAdd(t, s, again)
+	if again.DuplicateOf != "" {
+		t.Errorf("a duplicate of the purged record %s", again.DuplicateOf)
+	}
+}
+
+// TestDedupKeyAsBefore: the key after the generation is the key of
+// layouts before 7, which migrated entries keep: MessageID ‖ 0 ‖ the sender
+// in lower case ‖ 0 ‖ user, hashed when over 256 bytes, ‖ 0 ‖ To.
+func TestDedupKeyAsBefore(t *testing.T) {
+	before := func(r *Record) string {
+		mid := r.MessageID + "\x00" + strings.ToLower(r.From) + "\x00" + r.User
+		if len(mid) > 256 {
+			sum := sha256.Sum256([]byte(mid))
+			mid = "sha256:" + hex.EncodeToString(sum[:])
+		}
+		return mid + "\x00" + r.To
+	}
+	long := strings.Repeat("x", 250)
+	for _, r := range []*Record{
+		{MessageID: "<m@x>", From: "Alice@Example.ORG", User: "", To: "+491511234567"},
+		{MessageID: "<m@x>", From: "", User: "acme", To: "+1"},
+		{MessageID: "<m@x>", From: "ÄLICE@bücher.DE", User: "u", To: "+44"},
+		{MessageID: long, From: "B@x", To: "+33"},  // 256 bytes: kept
+		{MessageID: long, From: "Bo@x", To: "+33"}, // 257: hashed
+		{MessageID: long, From: "İ@x", To: "+33"},  // longer once lower-cased
+	} {
+		if got, want := string(dedupKey(r)[8:]), before(r); got != want {
+			t.Errorf("dedupKey(%q, %q, %q) = %q, want %q", r.MessageID[:min(len(r.MessageID), 10)], r.From, r.User, got, want)
+		}
 	}
 }
 
