@@ -165,7 +165,7 @@
 //	delay       Created ‖ id → ""                             (not final, !DelayDone, no
 //	            retry, and NOTIFY, ReportPolicy and NoReport allow a delay report)
 //	counts      state → number of records (8 bytes, big-endian)
-//	dedup_gen   generation ‖ MessageID ‖ 0x00 ‖ sender ‖ 0x00 ‖ user ‖ 0x00 ‖ To
+//	dedup_gen   generation ‖ MessageID ‖ 0x00 ‖ sender (lower case) ‖ 0x00 ‖ user ‖ 0x00 ‖ To
 //	            → accepted time ‖ id (generation: the start of the accepted
 //	            time's 10 minutes, see generation; MessageID ‖ sender ‖ user
 //	            over 256 bytes is replaced by "sha256:" and its hex digest)

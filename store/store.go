@@ -145,7 +145,8 @@ type Record struct {
 	HeaderRef string `json:",omitempty"`
 
 	// DuplicateOf is set by Add, instead of storing the record, when the
-	// same (MessageID, To) was accepted within Options.DedupWindow: it is
+	// same (MessageID, sender, user, To) was accepted within
+	// Options.DedupWindow: it is
 	// the id of the earlier record, and ID is set to it too. Never stored.
 	DuplicateOf string `json:"-"`
 }
@@ -169,8 +170,8 @@ type Options struct {
 	// segment got its SMSC id within ParkedMaxAge, after the commit that
 	// dropped it (the caller logs it: issue 4 wants each one seen).
 	Dropped func(rc Receipt, parkedAt time.Time)
-	// DedupWindow is how long a (Message-ID, destination) pair is
-	// remembered: Add does not store a record whose pair was accepted
+	// DedupWindow is how long a (Message-ID, sender, user, destination)
+	// is remembered: Add does not store a record whose four were accepted
 	// less than DedupWindow ago (default 10 minutes, at most
 	// MaxDedupWindow; negative: never).
 	DedupWindow time.Duration
@@ -186,7 +187,7 @@ const (
 	DefaultRetention    = 7 * 24 * time.Hour
 	// MaxDedupWindow caps Options.DedupWindow: Add reads one generation
 	// of the dedup index per 10 minutes of window (see duplicate), 145 at
-	// this cap.
+	// this cap, and up to 6 more after a clock stepped back.
 	MaxDedupWindow = 24 * time.Hour
 
 	// lockTimeout bounds the wait for the file lock, so that a second
@@ -448,8 +449,8 @@ func (s *Store) Close() error {
 // Created is set to now and NextAttempt to Created where they are zero, Ref is
 // set (see the package doc), and an "accepted" event is appended.
 //
-// A record whose (MessageID, To) was accepted less than Options.DedupWindow
-// ago, by an earlier Add or earlier in recs, is not stored: its DuplicateOf
+// A record whose (MessageID, sender, user, To) was accepted less than
+// Options.DedupWindow ago, by an earlier Add or earlier in recs, is not stored: its DuplicateOf
 // and ID are set to the earlier record's id, and the rest is left alone.
 //
 // The records in recs are changed only if the commit succeeds. ctx is checked
@@ -673,8 +674,8 @@ func (s *Store) prepare(r *Record, now time.Time) *Record {
 // with the defaults, finds its entries where they are.
 const (
 	// dedupGeneration is the default dedup window: a lookup reads two
-	// generations with it (three with the next one, see duplicate), more
-	// with a longer window.
+	// generations with it, one more per 10 minutes of a longer window,
+	// and up to 6 more after a clock stepped back (see duplicate).
 	dedupGeneration = 10 * time.Minute
 	// refsGeneration is how long a destination's reference counter is
 	// kept at least after its last use (at most twice that): the parts of
