@@ -28,6 +28,7 @@ import (
 
 // benchOptions are the flags of smsbridge bench.
 type benchOptions struct {
+	slice        time.Duration
 	sessions     int
 	connPerMail  bool
 	noPipelining bool
@@ -90,6 +91,7 @@ serve it as its SMSC, and --sink-listen to be its smarthost.
 	fs.DurationVar(&o.receiptDelay, "receipt-delay", 50*time.Millisecond, "simulator: delay from submit_sm to its receipt")
 	fs.StringVar(&o.reports, "reports", "sink", "in-process: where success reports go: sink (an SMTP smarthost in this process), outbox (.eml files), off (report_success off)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measuring time after the warm-up")
+	fs.DurationVar(&o.slice, "slice", 0, "also give DATA→250 for each slice of the window this long, e.g. 1m, to see when the tail came (0: not)")
 	fs.Uint64Var(&o.count, "count", 0, "send this many measured mails instead of running for --duration")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "load before measuring starts")
 	fs.DurationVar(&o.drain, "drain", time.Minute, "longest wait, after the load stops, for the last submits, receipts and reports")
@@ -121,6 +123,8 @@ serve it as its SMSC, and --sink-listen to be its smarthost.
 		return o, errors.New("--rcpts must be at least 1")
 	case o.count == 0 && o.duration <= 0:
 		return o, errors.New("--duration or --count")
+	case o.slice != 0 && o.slice < 100*time.Millisecond:
+		return o, errors.New("--slice must be 0 or at least 100ms")
 	case o.reports != "sink" && o.reports != "outbox" && o.reports != "off":
 		return o, fmt.Errorf("--reports %q: sink, outbox or off", o.reports)
 	}
@@ -205,9 +209,12 @@ type benchResult struct {
 	TotalReports   int64          `json:"total_reports"`
 	SegmentsByText map[string]int `json:"segments_by_text"`
 
-	Data250    latencySummary `json:"data_to_250"`
-	DataSubmit latencySummary `json:"data_to_submit_sm"`
-	DataReport latencySummary `json:"data_to_report"`
+	Data250 latencySummary `json:"data_to_250"`
+	// Data250Slices is DATA→250 per --slice of the window, by the time
+	// DATA was sent.
+	Data250Slices []sliceSummary `json:"data_to_250_slices,omitempty"`
+	DataSubmit    latencySummary `json:"data_to_submit_sm"`
+	DataReport    latencySummary `json:"data_to_report"`
 
 	TempFail    uint64 `json:"smtp_4xx"`
 	PermFail    uint64 `json:"smtp_5xx"`
@@ -256,7 +263,7 @@ func runBenchOnce(ctx context.Context, o benchOptions, stderr io.Writer) (*bench
 	buildTemplates(kinds, o.size)
 	g := newGenerator("", kinds)
 	g.rcpts, g.connPerMail, g.pipelining = o.rcpts, o.connPerMail, !o.noPipelining
-	g.limit = o.count
+	g.limit, g.slice = o.count, o.slice
 	if o.rate > 0 {
 		g.interval = time.Duration(float64(time.Second) * float64(o.sessions) / o.rate)
 	}
@@ -299,7 +306,7 @@ func runBenchOnce(ctx context.Context, o benchOptions, stderr io.Writer) (*bench
 	t.snap(&s0)
 	if o.warmup <= 0 {
 		s1 = s0
-		g.measuring.Store(true)
+		g.startMeasuring()
 	}
 	var wg sync.WaitGroup
 	for range o.sessions {
@@ -347,7 +354,7 @@ func runBenchOnce(ctx context.Context, o benchOptions, stderr io.Writer) (*bench
 	}
 	if o.warmup > 0 {
 		t.snap(&s1)
-		g.measuring.Store(true)
+		g.startMeasuring()
 	}
 
 	if o.count > 0 {
@@ -440,6 +447,7 @@ func runBenchOnce(ctx context.Context, o benchOptions, stderr io.Writer) (*bench
 	res.TotalReports = diff(s0.reports, s3.reports)
 
 	res.Data250 = g.data250.summary()
+	res.Data250Slices = g.sliceSummaries()
 	if t.subs != nil {
 		res.DataSubmit = t.subs.lat.summary()
 	}
@@ -777,6 +785,12 @@ func (r *benchResult) print(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "%-18s INCOMPLETE: not every mail was %s within the drain time (SMS %d of %d, receipts %d, reports %d of %d)\n",
 			"end to end", r.EndToEndStage, r.TotalSMS, r.ExpectedSMS, r.TotalReceipts, r.TotalReports, r.TotalMails*uint64(r.Rcpts))
+	}
+	if len(r.Data250Slices) > 0 {
+		fmt.Fprintf(w, "\n%-18s %9s %8s %8s %8s %8s\n", "DATA→250 from s", "mails", "p50 ms", "p95 ms", "p99 ms", "max ms")
+		for _, sl := range r.Data250Slices {
+			fmt.Fprintf(w, "%-18.0f %9d %8.2f %8.2f %8.2f %8.2f\n", sl.FromS, sl.N, sl.P50, sl.P95, sl.P99, sl.Max)
+		}
 	}
 	fmt.Fprintf(w, "\nwhole run: %d mails accepted, %d SMS submitted (expected %d), %d receipts, %d records reported; %d connections\n",
 		r.TotalMails, r.TotalSMS, r.ExpectedSMS, r.TotalReceipts, r.TotalReports, r.Connections)

@@ -132,7 +132,12 @@ type generator struct {
 	start       time.Time   // the run's clock: times are ns since start
 	times       *mailTimes
 	data250     latencies
-	limit       uint64 // --count: measured mails to send; 0: until stopped
+	limit       uint64        // --count: measured mails to send; 0: until stopped
+	slice       time.Duration // --slice: DATA→250 is also kept per slice of the window; 0: not
+
+	measureStart atomic.Int64 // now() when measuring began
+	sliceMu      sync.Mutex
+	slices       []*latencies // by slice of the window
 
 	next      atomic.Uint64 // tokens, from 1
 	measuring atomic.Bool   // mails sent now are measured
@@ -161,6 +166,43 @@ func newGenerator(addr string, kinds []*textKind) *generator {
 }
 
 func (g *generator) now() int64 { return int64(time.Since(g.start)) }
+
+// startMeasuring marks the start of the window: mails sent from now on are
+// measured.
+func (g *generator) startMeasuring() {
+	g.measureStart.Store(g.now())
+	g.measuring.Store(true)
+}
+
+// addSlice files the DATA→250 latency (µs) of a measured mail whose DATA
+// went at at under its slice of the window.
+func (g *generator) addSlice(at int64, us uint32) {
+	i := int(max(at-g.measureStart.Load(), 0) / int64(g.slice))
+	g.sliceMu.Lock()
+	for len(g.slices) <= i {
+		g.slices = append(g.slices, new(latencies))
+	}
+	l := g.slices[i]
+	g.sliceMu.Unlock()
+	l.addUS(us)
+}
+
+// sliceSummary is DATA→250 of the mails whose DATA went in one slice of
+// the window, starting FromS seconds into it.
+type sliceSummary struct {
+	FromS float64 `json:"from_s"`
+	latencySummary
+}
+
+func (g *generator) sliceSummaries() []sliceSummary {
+	g.sliceMu.Lock()
+	defer g.sliceMu.Unlock()
+	var out []sliceSummary
+	for i, l := range g.slices {
+		out = append(out, sliceSummary{FromS: (time.Duration(i) * g.slice).Seconds(), latencySummary: l.summary()})
+	}
+	return out
+}
 
 // take hands out the next token, or false when the run is over.
 func (g *generator) take() (uint64, bool, bool) {
@@ -394,7 +436,11 @@ func (s *session) mail(token uint64, measured bool) error {
 	g.accepted.Add(1)
 	g.expectSegs.Add(uint64(k.segments * g.rcpts))
 	if measured {
-		s.lat = append(s.lat, uint32(min((g.now()-at)/1000, 1<<32-1)))
+		us := uint32(min((g.now()-at)/1000, 1<<32-1))
+		s.lat = append(s.lat, us)
+		if g.slice > 0 {
+			g.addSlice(at, us)
+		}
 	}
 	return nil
 }

@@ -33,6 +33,13 @@ func (l *latencies) add(d time.Duration) {
 	l.mu.Unlock()
 }
 
+// addUS appends one sample in microseconds.
+func (l *latencies) addUS(us uint32) {
+	l.mu.Lock()
+	l.us = append(l.us, us)
+	l.mu.Unlock()
+}
+
 // addBatch appends a session's local samples at once.
 func (l *latencies) addBatch(us []uint32) {
 	l.mu.Lock()

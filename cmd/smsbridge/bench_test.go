@@ -87,6 +87,34 @@ func TestBenchInProcess(t *testing.T) {
 }
 
 // TestBenchTable checks the human table has every row.
+// TestBenchSlices: with --slice, DATA→250 is also given per slice of the
+// window, and the slices hold every measured mail once.
+func TestBenchSlices(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole gateway")
+	}
+	args := []string{"--json", "--warmup", "0", "--receipt-delay", "5ms", "--drain", "20s", "--log-level", "error",
+		"--sessions", "2", "--duration", "1s", "--rate", "100", "--slice", "250ms"}
+	var out, errOut bytes.Buffer
+	if code := runBench(args, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, &out, &errOut)
+	}
+	var r benchResult
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, &out)
+	}
+	n := 0
+	for i, sl := range r.Data250Slices {
+		if want := float64(i) * 0.25; math.Abs(sl.FromS-want) > 1e-9 {
+			t.Errorf("slice %d from %v s, want %v", i, sl.FromS, want)
+		}
+		n += sl.N
+	}
+	if len(r.Data250Slices) < 3 || n != r.Data250.N || n == 0 {
+		t.Errorf("%d slices holding %d mails; %d measured", len(r.Data250Slices), n, r.Data250.N)
+	}
+}
+
 func TestBenchTable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole gateway")
