@@ -115,6 +115,28 @@ func indexKeys(t testing.TB, s *Store, bucket []byte) []string {
 	return keys
 }
 
+// addMail adds a one-segment record to with Message-ID msgid.
+func addMail(t testing.TB, s *Store, to, msgid string) *Record {
+	t.Helper()
+	r := record(to, 1)
+	r.MessageID = msgid
+	mustAdd(t, s, r)
+	return r
+}
+
+// reopen closes s and opens path again with opt.
+func reopen(t testing.TB, s *Store, path string, opt Options) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // genKeys is indexKeys without the generation prefix (dedup, refs).
 func genKeys(t testing.TB, s *Store, bucket []byte) []string {
 	t.Helper()

@@ -698,19 +698,10 @@ func TestDedupAcrossOpens(t *testing.T) {
 			first := record("+491511234567", 1)
 			first.MessageID = "<m@x>"
 			mustAdd(t, s, first)
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
 			clk.Add(2*time.Minute + 30*time.Second) // 10:10:30, the next generation
-			s, err := Open(path, Options{Now: clk.Now, DedupWindow: w})
-			if err != nil {
-				t.Fatal(err)
-			}
+			s = reopen(t, s, path, Options{Now: clk.Now, DedupWindow: w})
 			defer s.Close()
-			again := record("+491511234567", 1)
-			again.MessageID = "<m@x>"
-			mustAdd(t, s, again)
-			if again.DuplicateOf != first.ID {
+			if again := addMail(t, s, "+491511234567", "<m@x>"); again.DuplicateOf != first.ID {
 				t.Errorf("window %v: DuplicateOf %q, want %q", w, again.DuplicateOf, first.ID)
 			}
 		})
@@ -735,19 +726,10 @@ func TestDedupClockSteppedBack(t *testing.T) {
 			mustAdd(t, s, first)
 			clk.Add(-tc.back)
 			if tc.reopen {
-				if err := s.Close(); err != nil {
-					t.Fatal(err)
-				}
-				var err error
-				if s, err = Open(path, opt); err != nil {
-					t.Fatal(err)
-				}
+				s = reopen(t, s, path, opt)
 				defer s.Close()
 			}
-			again := record("+491511234567", 1)
-			again.MessageID = "<m@x>"
-			mustAdd(t, s, again)
-			if again.DuplicateOf != first.ID {
+			if again := addMail(t, s, "+491511234567", "<m@x>"); again.DuplicateOf != first.ID {
 				t.Errorf("DuplicateOf %q, want %q", again.DuplicateOf, first.ID)
 			}
 		})

@@ -35,20 +35,11 @@ func TestBenchInProcess(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"--json", "--warmup", "0", "--receipt-delay", "5ms", "--drain", "20s",
-				"--log-level", "error"}, tc.args...)
-			var out, errOut bytes.Buffer
-			if code := runBench(args, &out, &errOut); code != 0 {
-				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, &out, &errOut)
-			}
-			var r benchResult
-			if err := json.Unmarshal(out.Bytes(), &r); err != nil {
-				t.Fatalf("--json output: %v\n%s", err, &out)
-			}
+			r, out := runBenchJSON(t, tc.args...)
 			sms := int64(tc.mails) * int64(tc.rcpts*tc.segs)
 			switch {
 			case !r.Complete:
-				t.Errorf("run not complete: %s", &out)
+				t.Errorf("run not complete: %s", out)
 			case r.Mails != tc.mails || r.TotalMails != tc.mails:
 				t.Errorf("mails accepted %d (whole run %d), want %d", r.Mails, r.TotalMails, tc.mails)
 			case r.TempFail+r.PermFail+r.IOErrors != 0:
@@ -87,14 +78,12 @@ func TestBenchInProcess(t *testing.T) {
 }
 
 // TestBenchTable checks the human table has every row.
-// TestBenchSlices: with --slice, DATA→250 is also given per slice of the
-// window, and the slices hold every measured mail once.
-func TestBenchSlices(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the whole gateway")
-	}
-	args := []string{"--json", "--warmup", "0", "--receipt-delay", "5ms", "--drain", "20s", "--log-level", "error",
-		"--sessions", "2", "--duration", "1s", "--rate", "100", "--slice", "250ms"}
+// runBenchJSON runs smsbridge bench with args after quick settings (no
+// warm-up, receipts after 5 ms) and returns its --json result and output.
+func runBenchJSON(t *testing.T, args ...string) (benchResult, *bytes.Buffer) {
+	t.Helper()
+	args = append([]string{"--json", "--warmup", "0", "--receipt-delay", "5ms", "--drain", "20s",
+		"--log-level", "error"}, args...)
 	var out, errOut bytes.Buffer
 	if code := runBench(args, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, &out, &errOut)
@@ -103,6 +92,16 @@ func TestBenchSlices(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatalf("--json output: %v\n%s", err, &out)
 	}
+	return r, &out
+}
+
+// TestBenchSlices: with --slice, DATA→250 is also given per slice of the
+// window, and the slices hold every measured mail once.
+func TestBenchSlices(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole gateway")
+	}
+	r, _ := runBenchJSON(t, "--sessions", "2", "--duration", "1s", "--rate", "100", "--slice", "250ms")
 	n := 0
 	for i, sl := range r.Data250Slices {
 		if want := float64(i) * 0.25; math.Abs(sl.FromS-want) > 1e-9 {
