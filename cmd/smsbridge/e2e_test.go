@@ -163,6 +163,18 @@ func waitFinal(t *testing.T, st *store.Store, id string) *store.Record {
 	}
 }
 
+// waitFor waits up to 15 s for ok.
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func waitMessages(t *testing.T, sim *smsctest.Server, n int) []smsctest.Message {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -683,6 +695,16 @@ password = "secret"
 
 	write(sims["b"].Addr(), `"+4930"`)
 	a.reload()
+	// A mail that finds route de not bound yet waits RetryMin (30 s): wait
+	// for its new client to bind, the reload's promise under test.
+	waitFor(t, "route de bound to its new SMSC", func() bool {
+		for _, r := range a.rs.list() {
+			if r.name == "de" && r.sc.Addr == sims["b"].Addr() && r.cl.Bound() {
+				return true
+			}
+		}
+		return false
+	})
 	ids := sendMail(t, addr, "ops@x.test", []string{"+4915112345679@sms.localhost"}, "Subject: two\n\nsecond\n")
 	if rec := waitFinal(t, a.st, ids[0]); rec.State != store.Delivered {
 		t.Fatalf("after reload: %s", rec.State)
