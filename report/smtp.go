@@ -100,10 +100,23 @@ func (s SMTP) attempt(ctx context.Context, rcpt string, msg []byte, mode TLSMode
 
 // fail wraps an error of the session, saying when ctx ended it.
 func (s SMTP) fail(ctx context.Context, rcpt string, err error) error {
-	if ctx.Err() != nil {
-		err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+	if cerr := ended(ctx); cerr != nil {
+		err = fmt.Errorf("%w (%w)", cerr, err)
 	}
 	return fmt.Errorf("report: smtp %s: to %s: %w", s.Addr, rcpt, err)
+}
+
+// ended is ctx.Err(), or DeadlineExceeded once ctx's deadline has passed:
+// the connection's deadline, set from it, can fire before ctx's own timer
+// and leave an i/o timeout that ctx does not explain yet.
+func ended(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // open sets a session up on raw: our own preface (the greeting, EHLO and
@@ -159,7 +172,7 @@ func (s SMTP) deliver(ctx context.Context, cn *conn, rcpt string, msg []byte, re
 	// session is clean. Any error or unexpected reply closes it. (After a
 	// 5xx to RCPT an RSET could save it; refusals are rare enough that
 	// closing is simpler.)
-	clean := (err == nil || st == nothingSent) && ctx.Err() == nil
+	clean := (err == nil || st == nothingSent) && ended(ctx) == nil
 	keep := clean && !s.Pool.retires(cn)
 	switch {
 	case keep:
@@ -176,7 +189,7 @@ func (s SMTP) deliver(ctx context.Context, cn *conn, rcpt string, msg []byte, re
 		return nil
 	}
 	err = s.fail(ctx, rcpt, err)
-	if reused && st == beforeData && ctx.Err() == nil && deadConn(err) {
+	if reused && st == beforeData && ended(ctx) == nil && deadConn(err) {
 		return &staleError{err}
 	}
 	return err
