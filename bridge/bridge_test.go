@@ -543,6 +543,17 @@ func newRouted(t *testing.T, routes []Route) *routedHarness {
 	runs.Add(1)
 	go func() { defer runs.Done(); h.b.Run(ctx) }()
 	t.Cleanup(func() { cancel(); runs.Wait() })
+	// Every route bound before the test sends: a record that found only
+	// the backup bound would go by it.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, r := range routes {
+		for !r.SMSC.Bound() {
+			if time.Now().After(deadline) {
+				t.Fatalf("route %s never bound", r.Name)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	return h
 }
 
