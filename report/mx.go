@@ -54,7 +54,7 @@ func (m MX) Send(ctx context.Context, rcpt string, msg []byte) error {
 	for _, h := range hosts {
 		s := SMTP{Addr: net.JoinHostPort(h, port), Helo: m.Helo, TLS: m.TLS, TLSConfig: m.TLSConfig, Pool: m.Pool}
 		err := s.Send(ctx, rcpt, msg)
-		if err == nil || IsPermanent(err) || ctx.Err() != nil {
+		if err == nil || IsPermanent(err) || ended(ctx) != nil {
 			return err
 		}
 		errs = append(errs, err)
