@@ -66,8 +66,11 @@
 // appends what the round changed to a write-ahead log beside the bbolt file
 // (smsbridge.db-wal.N) and fdatasyncs it (group commit; see writer.go and
 // wal.go). A write alone is logged at once; writes that arrive meanwhile
-// share the next round. There is no batching timer and no NoSync. A write
-// returns only after its log record is on disk.
+// share the next round. The writer does not wait for a round's fdatasync:
+// a syncer goroutine writes and syncs the rounds while the writer runs the
+// next ones, so the CPU of one round and the disk wait of the one before
+// overlap. There is no batching timer and no NoSync. A write returns only
+// after its log record, and every one before it, is on disk.
 //
 // The changes also go into an in-memory overlay that every read and write
 // sees above bbolt (kv.go). Checkpoints copy the overlay into bbolt in one
@@ -82,8 +85,11 @@
 // failed fdatasync nobody knows what the file holds, and Open's replay is
 // the way back.
 //
-// Reads (Get, Due, the lists) see what the last durable round left: never
-// a round still being written, nor one being undone.
+// Reads (Get, Due, the lists) see what the last round run left, never one
+// being undone, and return only once that round is durable: a read never
+// hands out what a crash could take back. If the log fails first, the read
+// returns its error, and the rounds not yet durable are taken back out of
+// the overlay; later reads see what is on disk.
 //
 // Because a shared round is run again without a write that failed in it
 // (the round is undone first), the function given to Update may run more than once, each time on a

@@ -46,11 +46,15 @@ type overlay struct {
 	// pending holds the keys set since the last ordering, in no order;
 	// some may since have been unset, or be set twice.
 	pending []string
-	// order guards the merge of pending into keys: once the overlay is
-	// frozen, or while Close checkpoints the last active one, the
-	// checkpoint (without omu) and readers (with omu) may order it at the
-	// same time. set and unset need only omu: nobody calls them on an
-	// overlay that someone reads without omu.
+	// sealed is set, with omu held, when the overlay gets no more writes
+	// (frozen, or the last active one at Close); sorted then holds its
+	// keys in order, made once, in place of keys and pending.
+	sealed bool
+	sorted []string
+	// order guards the merge of pending into keys, and sorted: once the
+	// overlay is sealed, the checkpoint (without omu) and readers (with
+	// omu) may order it at the same time. set and unset need only omu:
+	// nobody calls them on an overlay that someone reads without omu.
 	order sync.Mutex
 }
 
@@ -103,9 +107,34 @@ func (o *overlay) ordered() *btree.BTreeG[string] {
 	return o.keys
 }
 
+// sortedKeys returns a sealed overlay's keys in order. One sort of them
+// all costs a checkpoint half of what inserting them into the B-tree did,
+// and the B-tree is not needed any more.
+func (o *overlay) sortedKeys() []string {
+	o.order.Lock()
+	defer o.order.Unlock()
+	if o.sorted == nil {
+		keys := make([]string, 0, len(o.m))
+		for k := range o.m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		o.sorted, o.keys, o.pending = keys, nil, nil
+	}
+	return o.sorted
+}
+
 // ascend calls fn on each key in order.
 func (o *overlay) ascend(fn func(k string, it item) bool) {
-	o.ordered().Ascend(func(k string) bool { return fn(k, o.m[k]) })
+	if !o.sealed {
+		o.ordered().Ascend(func(k string) bool { return fn(k, o.m[k]) })
+		return
+	}
+	for _, k := range o.sortedKeys() {
+		if !fn(k, o.m[k]) {
+			return
+		}
+	}
 }
 
 // bucketIDs numbers the buckets for overlay keys; ids are not stored
@@ -537,10 +566,24 @@ func (it *ovIter) load(start string, incl bool) {
 		it.keys = append(it.keys, k)
 		return true
 	}
-	if keys := it.o.ordered(); it.fwd {
-		keys.AscendGreaterOrEqual(start, visit)
-	} else {
-		keys.DescendLessOrEqual(start, visit)
+	switch {
+	case it.o.sealed && it.fwd:
+		keys := it.o.sortedKeys()
+		i, _ := slices.BinarySearch(keys, start)
+		for ; i < len(keys) && visit(keys[i]); i++ {
+		}
+	case it.o.sealed:
+		keys := it.o.sortedKeys()
+		i, found := slices.BinarySearch(keys, start)
+		if !found {
+			i-- // the last key before start
+		}
+		for ; i >= 0 && visit(keys[i]); i-- {
+		}
+	case it.fwd:
+		it.o.ordered().AscendGreaterOrEqual(start, visit)
+	default:
+		it.o.ordered().DescendLessOrEqual(start, visit)
 	}
 	if len(it.keys) < ovBatch {
 		it.end = true

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -34,6 +35,9 @@ func TestOverlayOrder(t *testing.T) {
 				}
 			}
 			checkOverlayOrder(t, -1, o, model)
+			o.sealed = true // as frozen: one sort, no B-tree
+			checkOverlayOrder(t, -2, o, model)
+			checkIterFrom(t, o, model)
 		})
 	}
 }
@@ -69,11 +73,49 @@ func checkOverlayOrder(t *testing.T, step int, o *overlay, model map[string]bool
 	}
 }
 
-// TestFrozenOverlayOrderedConcurrently: a frozen overlay's pending keys are
+// checkIterFrom places a sealed overlay's iterator at every key and
+// between keys, both ways, with and without the key itself.
+func checkIterFrom(t *testing.T, o *overlay, model map[string]bool) {
+	t.Helper()
+	want := slices.Sorted(maps.Keys(model))
+	for _, from := range []string{"a", "az", "mm", "mma", "zz", "zzz"} {
+		for _, incl := range []bool{true, false} {
+			for _, fwd := range []bool{true, false} {
+				var exp []string
+				for _, k := range want {
+					c := strings.Compare(k[1:], from)
+					if (fwd && (c > 0 || incl && c == 0)) || (!fwd && (c < 0 || incl && c == 0)) {
+						exp = append(exp, k)
+					}
+				}
+				if !fwd {
+					slices.Reverse(exp)
+				}
+				it := &ovIter{o: o, id: 1}
+				it.place([]byte(from), incl, fwd)
+				var got []string
+				for {
+					k, ok := it.peek()
+					if !ok {
+						break
+					}
+					got = append(got, k)
+					it.pos++
+				}
+				if !slices.Equal(got, exp) {
+					t.Fatalf("from %q incl %v fwd %v: got %q, want %q", from, incl, fwd, got, exp)
+				}
+			}
+		}
+	}
+}
+
+// TestFrozenOverlayOrderedConcurrently: a frozen overlay's keys are
 // ordered by whoever asks first, the checkpoint or a reader; the others
 // wait for it (run with -race).
 func TestFrozenOverlayOrderedConcurrently(t *testing.T) {
 	o := newOverlay(0)
+	o.sealed = true
 	var want []string
 	for i := range 5000 {
 		k := fmt.Sprintf("\x01%08d", (i*7919)%5000)

@@ -118,9 +118,9 @@ func (l *wal) create(gen uint64) error {
 	return nil
 }
 
-// append writes one record holding payload and waits for it to be on disk.
-// buf has walHeader bytes free in front of payload.
-func (l *wal) append(buf []byte) error {
+// write appends one record holding payload, which sync then makes
+// durable. buf has walHeader bytes free in front of payload.
+func (l *wal) write(buf []byte) error {
 	payload := buf[walHeader:]
 	seq := l.seq + 1
 	binary.BigEndian.PutUint32(buf[0:], uint32(len(payload)))
@@ -130,11 +130,16 @@ func (l *wal) append(buf []byte) error {
 	if _, err := l.f.Write(buf); err != nil {
 		return fmt.Errorf("write log: %w", err)
 	}
+	l.seq = seq
+	l.size += int64(len(buf))
+	return nil
+}
+
+// sync waits for the records written to be on disk.
+func (l *wal) sync() error {
 	if err := fdatasync(l.f); err != nil {
 		return fmt.Errorf("sync log: %w", err)
 	}
-	l.seq = seq
-	l.size += int64(len(buf))
 	return nil
 }
 

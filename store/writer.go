@@ -33,6 +33,18 @@ import (
 // before writing anything returns its error wrapped by noWrite; the round
 // then goes on without it.
 //
+// Pipelining: the writer does not wait for a round's fdatasync. It hands
+// the round to the syncer goroutine and runs the next one over the same
+// overlay while the disk works; the syncer writes every round handed to it
+// meanwhile and makes them durable with one fdatasync, then answers their
+// calls, in order. So a round's CPU and the previous round's fdatasync
+// overlap, and neither waits for the other. What a round may see that is
+// not durable yet is harmless: an answer that depends on it waits for the
+// same fdatasync, or a later one. Readers (view) see the applied rounds
+// too, so view returns only once every round it could see is durable. If
+// the log fails, the writer takes every round not yet durable back out of
+// the overlay, and the reads that saw them fail.
+//
 // Checkpoints: when the log since the last checkpoint holds ckptBytes, or
 // its oldest round is ckptAge old, the writer freezes the active overlay,
 // starts a new one and a new log file, and a goroutine copies the frozen
@@ -43,7 +55,7 @@ import (
 //
 // A failed log write or checkpoint stops all writes (they return the error):
 // after a failed fdatasync nobody knows what the file holds, and Open's
-// replay is the way back.
+// replay is the way back. Reads go on, over what was durable.
 
 // ErrClosed is returned (wrapped) by writes after Close.
 var ErrClosed = errors.New("store: closed")
@@ -55,6 +67,10 @@ var (
 	ckptAge           = time.Second
 	// releaseEvery spaces out dropping bbolt's mapped pages from the RSS.
 	releaseEvery = 5 * time.Second
+	// maxFlights bounds the rounds applied and not yet durable: beyond it
+	// the writer waits for the syncer, so that a slow disk holds memory
+	// and callers back instead of a growing queue of rounds.
+	maxFlights = 16
 )
 
 type call struct {
@@ -67,21 +83,33 @@ type writer struct {
 	// after its calls, before the log write (both may be nil).
 	begin func()
 	end   func(*txn) error
+	// beforeLog, if set, is called by the syncer before it writes a batch
+	// (tests hold the syncer with it).
+	beforeLog func()
 
 	db  *bolt.DB
 	ids *bucketIDs
 	log wal
 
 	mu       sync.Mutex // guards the fields up to stopped
-	cond     *sync.Cond
+	cond     *sync.Cond // wakes the writer
 	queue    []call
 	spare    []call
 	closed   bool
 	ckptDone *error // set by the checkpoint goroutine
 	tick     bool   // the age timer fired
 	timer    *time.Timer
-	stopped  chan struct{}
-	stopErr  error
+	// The syncer's side: rounds handed to it, the number of the last one
+	// it made durable and answered, and the log's error.
+	flights   []*flight
+	synced    uint64
+	syncErr   error
+	syncClose bool
+	scond     *sync.Cond // wakes the syncer
+	rcond     *sync.Cond // wakes those waiting for synced to grow
+	stopped   chan struct{}
+	syncDone  chan struct{}
+	stopErr   error
 
 	// omu guards active and frozen against readers: the writer holds it
 	// for a whole round, so a reader never sees a round before it is on
@@ -90,13 +118,18 @@ type writer struct {
 	active *overlay
 	frozen *overlay
 
+	// applied numbers the rounds run over the overlays (the writer sets it
+	// with omu held): a view that saw round n returns once n is durable.
+	applied uint64
+
 	// The writer goroutine's own state.
 	ckptRunning bool      // a checkpoint goroutine is on, or its ckptDone not taken
 	since       time.Time // when active got its first round
 	logBytes    int64     // log written since active started
 	broken      error
 	rnd         round
-	buf         []byte
+	unsynced    []*flight // handed to the syncer and maybe not durable, oldest first
+	free        []*flight
 
 	released time.Time // the last releaseMapped (checkpoints only; one at a time)
 
@@ -113,8 +146,12 @@ func (w *writer) start(db *bolt.DB, path string, ids *bucketIDs, gen, seq uint64
 		return err
 	}
 	w.cond = sync.NewCond(&w.mu)
+	w.scond = sync.NewCond(&w.mu)
+	w.rcond = sync.NewCond(&w.mu)
 	w.stopped = make(chan struct{})
+	w.syncDone = make(chan struct{})
 	w.active = newOverlay(0)
+	go w.syncLoop()
 	go w.loop()
 	return nil
 }
@@ -141,18 +178,42 @@ func (w *writer) do(fn func(*txn) error) error {
 	return err
 }
 
-// view runs fn in a read transaction over what the last durable round
-// left. It holds off the writer meanwhile (the overlay is not made for
-// readers beside its writer): fn should be quick.
+// view runs fn in a read transaction over what the rounds run so far
+// left, and returns once they are durable: what fn saw is then what a
+// restart would find. If the log fails first, view returns its error. It
+// holds off the writer while fn runs (the overlay is not made for readers
+// beside its writer): fn should be quick.
 func (w *writer) view(fn func(*txn) error) error {
 	w.omu.Lock()
-	defer w.omu.Unlock()
+	seen := w.applied
+	err := w.read(fn)
+	w.omu.Unlock()
+	if err != nil {
+		return err
+	}
+	return w.awaitSynced(seen)
+}
+
+func (w *writer) read(fn func(*txn) error) error {
 	btx, err := w.db.Begin(false)
 	if err != nil {
 		return err
 	}
 	defer btx.Rollback()
 	return fn(&txn{ids: w.ids, layers: []*overlay{w.active, w.frozen}, base: btx})
+}
+
+// awaitSynced waits until round n is durable, or the log failed before.
+func (w *writer) awaitSynced(n uint64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.synced < n && w.syncErr == nil {
+		w.rcond.Wait()
+	}
+	if w.synced < n {
+		return w.syncErr
+	}
+	return nil
 }
 
 // stop makes later calls fail with ErrClosed, and returns once the calls
@@ -169,7 +230,7 @@ func (w *writer) stop() error {
 func (w *writer) loop() {
 	defer close(w.stopped)
 	for {
-		// Let the callers answered by the last round run first: those
+		// Let the callers the syncer just answered run first: those
 		// that write again join this round instead of the next one. This
 		// costs a microsecond when nobody is waiting.
 		runtime.Gosched()
@@ -188,11 +249,19 @@ func (w *writer) loop() {
 	}
 }
 
-// next waits for calls and takes them, handling checkpoint events on the
-// way. It returns false, with w.mu held, when the writer is to stop.
+// next waits for calls and takes them, handling checkpoint and log
+// events on the way. It returns false, with w.mu held, when the writer is
+// to stop.
 func (w *writer) next() ([]call, bool) {
 	w.mu.Lock()
 	for {
+		if w.syncErr != nil && w.broken == nil {
+			err := w.syncErr
+			w.mu.Unlock()
+			w.logFailed(err)
+			w.mu.Lock()
+			continue
+		}
 		if w.ckptDone != nil {
 			err := *w.ckptDone
 			w.ckptDone, w.ckptRunning = nil, false
@@ -225,48 +294,212 @@ func (w *writer) next() ([]call, bool) {
 	return round, true
 }
 
-// runRound runs calls in one round and answers each.
+// flight is a round handed to the syncer: its log record, the calls to
+// answer once it is durable, and its changes to the overlay, to take them
+// back if the log fails.
+type flight struct {
+	n       uint64 // w.applied when it was run
+	logged  bool   // payload is to be written (the round changed something)
+	payload []byte // walHeader bytes, then operations
+	changes []change
+	calls   []call
+	errs    []error
+	hooks   []func()
+}
+
+// runRound runs calls in one round over the active overlay and hands it
+// to the syncer, which answers them.
 func (w *writer) runRound(calls []call) {
+	if w.broken != nil {
+		for _, c := range calls {
+			c.done <- w.broken
+		}
+		return
+	}
+	f := w.newFlight()
 	errs := make([]error, len(calls))
-	var hooks []func()
 	w.omu.Lock()
 	for len(calls) > 0 {
-		if w.broken != nil {
-			for _, c := range calls {
-				c.done <- w.broken
-			}
-			w.omu.Unlock()
-			return
-		}
-		failed, n, err := w.tryRound(calls, errs, &hooks)
+		failed, n, err := w.tryRound(calls, errs, f)
 		if n < len(calls) {
 			// The round is full: the rest go first in the next.
 			w.requeue(calls[n:])
 			calls, errs = calls[:n], errs[:n]
 		}
 		if failed >= 0 {
-			// Undo, answer the call that failed, run the others again.
-			calls[failed].done <- err
+			// Undone: the call that failed gets its error with the
+			// round, the others run again.
+			f.calls, f.errs = append(f.calls, calls[failed]), append(f.errs, err)
 			calls = append(calls[:failed:failed], calls[failed+1:]...)
 			errs = errs[:len(calls)]
 			continue
 		}
 		if err != nil {
+			// The end hook failed, or bbolt; the round is undone.
 			w.broken = err
-			errs = errs[:0]
-			for range calls {
-				errs = append(errs, err)
+			for i := range errs {
+				errs[i] = err
 			}
 		}
 		break
 	}
+	f.calls, f.errs = append(f.calls, calls...), append(f.errs, errs...)
+	w.applied++
+	f.n = w.applied
 	w.omu.Unlock()
-	for _, h := range hooks {
-		h()
+	w.unsynced = append(w.unsynced, f)
+	w.mu.Lock()
+	w.flights = append(w.flights, f)
+	w.scond.Signal()
+	w.mu.Unlock()
+}
+
+// newFlight returns a flight to fill, once there is room for one. It
+// recycles those the syncer is done with.
+func (w *writer) newFlight() *flight {
+	w.mu.Lock()
+	for len(w.unsynced)-w.durable() >= maxFlights && w.syncErr == nil {
+		w.cond.Wait()
 	}
-	for i, c := range calls {
-		c.done <- errs[i]
+	n := w.durable()
+	w.mu.Unlock()
+	for _, f := range w.unsynced[:n] {
+		clear(f.calls)
+		clear(f.errs)
+		clear(f.hooks)
+		clear(f.changes)
+		f.calls, f.errs, f.hooks, f.changes = f.calls[:0], f.errs[:0], f.hooks[:0], f.changes[:0]
+		f.logged = false
+		if cap(f.payload) > 1<<20 {
+			f.payload = nil // a rare big round's buffer goes
+		}
+		w.free = append(w.free, f)
 	}
+	w.unsynced = append(w.unsynced[:0], w.unsynced[n:]...)
+	if len(w.free) == 0 {
+		return &flight{}
+	}
+	f := w.free[len(w.free)-1]
+	w.free = w.free[:len(w.free)-1]
+	return f
+}
+
+// durable returns how many of w.unsynced the syncer is done with (w.mu
+// held).
+func (w *writer) durable() int {
+	n := 0
+	for n < len(w.unsynced) && w.unsynced[n].n <= w.synced {
+		n++
+	}
+	return n
+}
+
+// drain waits until every round run is durable; it returns false if the
+// log failed first.
+func (w *writer) drain() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.synced < w.applied && w.syncErr == nil {
+		w.cond.Wait()
+	}
+	return w.syncErr == nil
+}
+
+// logFailed stops writes after a failed log write, and takes the rounds
+// that may not be durable back out of the overlay, newest first: reads go
+// on over what is.
+func (w *writer) logFailed(err error) {
+	w.broken = err
+	w.omu.Lock()
+	w.mu.Lock()
+	synced := w.synced
+	w.mu.Unlock()
+	for i := len(w.unsynced) - 1; i >= 0; i-- {
+		if f := w.unsynced[i]; f.n > synced {
+			undoChanges(w.active, f.changes)
+		}
+	}
+	w.applied = synced
+	w.omu.Unlock()
+	w.unsynced = nil
+}
+
+// syncLoop is the syncer: it takes the rounds handed to it since it last
+// looked, writes them to the log, makes them durable with one fdatasync,
+// and answers their calls, in order.
+func (w *writer) syncLoop() {
+	defer close(w.syncDone)
+	var batch []*flight
+	for {
+		w.mu.Lock()
+		for len(w.flights) == 0 && !w.syncClose {
+			w.scond.Wait()
+		}
+		if len(w.flights) == 0 {
+			w.mu.Unlock()
+			return
+		}
+		batch = append(batch[:0], w.flights...)
+		clear(w.flights)
+		w.flights = w.flights[:0]
+		err := w.syncErr
+		w.mu.Unlock()
+		if err == nil {
+			err = w.logBatch(batch)
+		}
+		for _, f := range batch {
+			if err == nil {
+				for _, h := range f.hooks {
+					h()
+				}
+			}
+			for i, c := range f.calls {
+				if err != nil {
+					c.done <- err
+				} else {
+					c.done <- f.errs[i]
+				}
+			}
+		}
+		w.mu.Lock()
+		if err != nil {
+			if w.syncErr == nil {
+				w.syncErr = err
+			}
+		} else {
+			w.synced = batch[len(batch)-1].n
+		}
+		w.cond.Signal()
+		w.rcond.Broadcast()
+		w.mu.Unlock()
+		clear(batch)
+	}
+}
+
+// logBatch writes the rounds of batch that changed something and waits
+// for them to be on disk.
+func (w *writer) logBatch(batch []*flight) error {
+	if w.beforeLog != nil {
+		w.beforeLog()
+	}
+	n := 0
+	for _, f := range batch {
+		if !f.logged {
+			continue
+		}
+		if err := w.log.write(f.payload); err != nil {
+			return err
+		}
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := w.log.sync(); err != nil {
+		return err
+	}
+	w.rounds.Add(int64(n))
+	return nil
 }
 
 // requeue puts calls back at the head of the queue.
@@ -276,11 +509,11 @@ func (w *writer) requeue(calls []call) {
 	w.mu.Unlock()
 }
 
-// tryRound runs calls over the active overlay and logs what they wrote.
-// It returns the index of a call that failed after writing (the round is
-// undone then), or -1 and the log's error (nil if durable), and how many
+// tryRound runs calls over the active overlay, and puts what they wrote in
+// f. It returns the index of a call that failed after writing (the round
+// is undone then), or -1 and the end hook's or bbolt's error, and how many
 // calls it ran: it stops taking them once the round holds maxRoundBytes.
-func (w *writer) tryRound(calls []call, errs []error, hooks *[]func()) (failed, n int, err error) {
+func (w *writer) tryRound(calls []call, errs []error, f *flight) (failed, n int, err error) {
 	n = len(calls)
 	defer func() { w.rnd.t = nil }() // nor keep its hooks
 	btx, err := w.db.Begin(false)
@@ -288,7 +521,8 @@ func (w *writer) tryRound(calls []call, errs []error, hooks *[]func()) (failed, 
 		return -1, n, fmt.Errorf("store: begin: %w", err)
 	}
 	defer btx.Rollback()
-	w.rnd.reset(w.active, w.ids, w.buf)
+	w.rnd.reset(w.active, w.ids, f.payload, f.changes)
+	defer func() { f.payload, f.changes = w.rnd.payload, w.rnd.changes }()
 	t := &txn{ids: w.ids, layers: []*overlay{w.active, w.frozen}, base: btx, w: &w.rnd}
 	w.rnd.t = t
 	if w.begin != nil {
@@ -319,21 +553,14 @@ func (w *writer) tryRound(calls []call, errs []error, hooks *[]func()) (failed, 
 			return -1, n, err
 		}
 	}
-	w.buf = w.rnd.payload
-	if len(w.rnd.changes) == 0 {
-		*hooks = t.onCommit
-		return -1, n, nil
+	f.hooks = append(f.hooks, t.onCommit...)
+	f.logged = len(w.rnd.changes) > 0
+	if f.logged {
+		if w.logBytes == 0 {
+			w.since = time.Now()
+		}
+		w.logBytes += int64(len(w.rnd.payload))
 	}
-	if err := w.log.append(w.rnd.payload); err != nil {
-		w.rnd.undo()
-		return -1, n, err
-	}
-	w.rounds.Add(1)
-	if w.logBytes == 0 {
-		w.since = time.Now()
-	}
-	w.logBytes += int64(len(w.rnd.payload))
-	*hooks = t.onCommit
 	return -1, n, nil
 }
 
@@ -359,12 +586,18 @@ func (w *writer) maybeCheckpoint(aged bool) {
 		w.mu.Unlock()
 		return
 	}
+	// The syncer writes to the log file being replaced, and the frozen
+	// overlay is to hold only durable rounds.
+	if !w.drain() {
+		return // next() handles the log's error
+	}
 	frozen, seq, gen := w.active, w.log.seq, w.log.gen
 	if err := w.log.create(gen + 1); err != nil {
 		w.broken = err
 		return
 	}
 	w.omu.Lock()
+	frozen.sealed = true
 	w.frozen, w.active = frozen, newOverlay(len(frozen.m))
 	w.omu.Unlock()
 	w.logBytes = 0
@@ -435,27 +668,35 @@ func (w *writer) checkpointed(err error) {
 }
 
 // finish puts what the log holds into bbolt and deletes the log, so that a
-// store closed cleanly is one bbolt file.
+// store closed cleanly is one bbolt file. It waits for the checkpoint and
+// the syncer, then stops the syncer.
 func (w *writer) finish() error {
 	w.mu.Lock()
 	if w.timer != nil {
 		w.timer.Stop()
 	}
-	for w.ckptRunning && w.ckptDone == nil {
+	for (w.ckptRunning && w.ckptDone == nil) || (w.synced < w.applied && w.syncErr == nil) {
 		w.cond.Wait()
 	}
-	if w.ckptDone != nil {
-		err := *w.ckptDone
-		w.ckptDone, w.ckptRunning = nil, false
-		w.mu.Unlock()
-		w.checkpointed(err)
-	} else {
-		w.mu.Unlock()
+	ckptDone, syncErr := w.ckptDone, w.syncErr
+	w.ckptDone, w.ckptRunning = nil, false
+	w.syncClose = true
+	w.scond.Signal()
+	w.mu.Unlock()
+	<-w.syncDone
+	if ckptDone != nil {
+		w.checkpointed(*ckptDone)
+	}
+	if syncErr != nil && w.broken == nil {
+		w.logFailed(syncErr)
 	}
 	if w.broken != nil {
 		w.log.close()
 		return w.broken // the log stays for Open to replay
 	}
+	w.omu.Lock()
+	w.active.sealed = true
+	w.omu.Unlock()
 	err := w.checkpoint(w.active, w.log.seq, w.log.gen)
 	w.log.close()
 	return err
@@ -500,10 +741,10 @@ type change struct {
 	had bool
 }
 
-func (r *round) reset(active *overlay, ids *bucketIDs, buf []byte) {
+func (r *round) reset(active *overlay, ids *bucketIDs, buf []byte, changes []change) {
 	r.active, r.ids = active, ids
-	clear(r.changes)
-	r.changes = r.changes[:0]
+	clear(changes)
+	r.changes = changes[:0]
 	r.payload = append(buf[:0], make([]byte, walHeader)...)
 }
 
@@ -545,18 +786,23 @@ func unsafeBytes(s string) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
-// undo takes the round's changes back out of the overlay, newest first.
+// undo takes the round's changes back out of the overlay.
 func (r *round) undo() {
 	r.t.gen++
-	for i := len(r.changes) - 1; i >= 0; i-- {
-		c := r.changes[i]
-		if c.had {
-			r.active.set(c.k, c.old)
-		} else {
-			r.active.unset(c.k)
-		}
-	}
+	undoChanges(r.active, r.changes)
 	clear(r.changes)
 	r.changes = r.changes[:0]
 	r.payload = r.payload[:walHeader]
+}
+
+// undoChanges takes changes back out of o, newest first.
+func undoChanges(o *overlay, changes []change) {
+	for i := len(changes) - 1; i >= 0; i-- {
+		c := changes[i]
+		if c.had {
+			o.set(c.k, c.old)
+		} else {
+			o.unset(c.k)
+		}
+	}
 }

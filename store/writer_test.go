@@ -167,3 +167,119 @@ func TestLoneWriteIsNotDelayed(t *testing.T) {
 		t.Errorf("%v per lone Update, %v per bare commit", per, bare)
 	}
 }
+
+// holdSyncer makes the syncer wait, before its next log write, until the
+// returned release is called (at the latest when the test ends); held is
+// closed once it waits.
+func holdSyncer(t *testing.T, s *Store) (held <-chan struct{}, release func()) {
+	h, r := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.w.mu.Lock()
+	s.w.beforeLog = func() {
+		once.Do(func() { close(h); <-r })
+	}
+	s.w.mu.Unlock()
+	release = sync.OnceFunc(func() { close(r) })
+	t.Cleanup(release) // before openTemp's Close, which would wait
+	return h, release
+}
+
+// applied returns the number of rounds run over the overlay.
+func applied(s *Store) uint64 {
+	s.w.omu.Lock()
+	defer s.w.omu.Unlock()
+	return s.w.applied
+}
+
+// TestViewWaitsForDurability: the writer runs the next round while the
+// syncer makes the last one durable; a read that sees a round not yet
+// durable returns only once it is.
+func TestViewWaitsForDurability(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	r := record("+491511234567", 1)
+	mustAdd(t, s, r)
+	held, release := holdSyncer(t, s)
+	before := applied(s)
+	updated := make(chan error, 1)
+	go func() {
+		_, err := s.Update(r.ID, func(r *Record) error { r.Attempts++; return nil })
+		updated <- err
+	}()
+	<-held
+	waitFor(t, "the update's round", func() bool { return applied(s) > before })
+	got := make(chan *Record, 1)
+	go func() { got <- mustGet(t, s, r.ID) }()
+	select {
+	case rec := <-got:
+		t.Fatalf("Get returned %d attempts before the round was durable", rec.Attempts)
+	case err := <-updated:
+		t.Fatalf("Update returned %v before its round was durable", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	release()
+	if err := <-updated; err != nil {
+		t.Fatal(err)
+	}
+	if rec := <-got; rec.Attempts != 1 {
+		t.Errorf("Get: %d attempts, want 1", rec.Attempts)
+	}
+}
+
+// TestLogFailureTakesBackRounds: rounds run while the syncer held an
+// earlier one fail with the log's error when its write fails; they are
+// taken back out of the overlay, so reads go on over what is durable, and
+// the next Open finds the same.
+func TestLogFailureTakesBackRounds(t *testing.T) {
+	s, path := openTemp(t, Options{})
+	r := record("+491511234567", 1)
+	mustAdd(t, s, r)
+	mustUpdate(t, s, r.ID, func(r *Record) error { r.Attempts = 1; return nil })
+	held, release := holdSyncer(t, s)
+	before := applied(s)
+	const n = 3
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := s.Update(r.ID, func(r *Record) error { r.Attempts += 10; return nil })
+			errs <- err
+		}()
+		if i == 0 {
+			<-held
+		}
+		// One round each: the next starts once this one ran.
+		waitFor(t, "a round", func() bool { return applied(s) > before+uint64(i) })
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := s.Get(r.ID) // sees the rounds not yet durable
+		readErr <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	s.w.log.f.Close() // the next write fails
+	release()
+	for range n {
+		if err := <-errs; err == nil {
+			t.Error("an Update logged after the failure succeeded")
+		}
+	}
+	if err := <-readErr; err == nil {
+		t.Error("a read of rounds that never became durable succeeded")
+	}
+	if got := mustGet(t, s, r.ID); got.Attempts != 1 {
+		t.Errorf("after the failure: %d attempts, want 1", got.Attempts)
+	}
+	if _, err := s.Update(r.ID, func(r *Record) error { r.Attempts++; return nil }); err == nil {
+		t.Error("a write after the failure succeeded")
+	}
+	if err := s.Close(); err == nil {
+		t.Error("Close hid the log's failure")
+	}
+	s2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := mustGet(t, s2, r.ID); got.Attempts != 1 {
+		t.Errorf("after reopening: %d attempts, want 1", got.Attempts)
+	}
+}
