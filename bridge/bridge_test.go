@@ -514,6 +514,12 @@ type routedHarness struct {
 
 func newRouted(t *testing.T, routes []Route) *routedHarness {
 	t.Helper()
+	return newRoutedConfig(t, routes, Config{RetryMin: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond})
+}
+
+// newRoutedConfig is newRouted with the dispatcher's retry delays of cfg.
+func newRoutedConfig(t *testing.T, routes []Route, cfg Config) *routedHarness {
+	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "r.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -538,8 +544,8 @@ func newRouted(t *testing.T, routes []Route) *routedHarness {
 		runs.Add(1)
 		go func() { defer runs.Done(); cl.Run(ctx) }()
 	}
-	h.b = New(Config{RetryMin: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond,
-		ThrottleMin: 20 * time.Millisecond, ThrottleMax: 50 * time.Millisecond}, st, routes, report.Outbox{Dir: t.TempDir()}, log)
+	cfg.ThrottleMin, cfg.ThrottleMax = 20*time.Millisecond, 50*time.Millisecond
+	h.b = New(cfg, st, routes, report.Outbox{Dir: t.TempDir()}, log)
 	runs.Add(1)
 	go func() { defer runs.Done(); h.b.Run(ctx) }()
 	t.Cleanup(func() { cancel(); runs.Wait() })
@@ -580,6 +586,57 @@ func (h *routedHarness) send(t *testing.T, to string) *store.Record {
 func routeOf(rec *store.Record) string {
 	name, _, _ := strings.Cut(rec.Segments[0].SMSCID, ":")
 	return name
+}
+
+// TestBindWakesPostponed: a record whose only route is down while another
+// is bound is postponed by RetryMin (an hour here), and goes as soon as
+// its route binds again.
+func TestBindWakesPostponed(t *testing.T) {
+	h := newRoutedConfig(t, []Route{
+		{Name: "us", Prefixes: []string{"+1"}},
+		{Name: "uk", Prefixes: []string{"+44"}},
+	}, Config{RetryMin: time.Hour, RetryMax: 2 * time.Hour})
+	uk := h.sims["uk"]
+	uk.Stop()
+	waitUntil(t, "route uk down", func() bool {
+		for _, r := range h.b.routeList() {
+			if r.Name == "uk" {
+				return !r.SMSC.Bound()
+			}
+		}
+		return false
+	})
+	rec := &store.Record{From: "a@x.test", Rcpt: "+447700900123@sms.test", To: "+447700900123",
+		Segments: []store.Segment{{Payload: []byte("hi")}}}
+	if err := h.st.Add(context.Background(), []*store.Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the record postponed", func() bool {
+		got, _ := h.st.Get(rec.ID)
+		return got.NextAttempt.After(time.Now().Add(30 * time.Minute))
+	})
+	if err := uk.Start(uk.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the record delivered after the bind", func() bool {
+		got, _ := h.st.Get(rec.ID)
+		return got.State == store.Delivered
+	})
+	if got, _ := h.st.Get(rec.ID); routeOf(got) != "uk" || got.Attempts != 1 {
+		t.Errorf("went by %q after %d attempts", routeOf(got), got.Attempts)
+	}
+}
+
+// waitUntil polls cond for up to 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func TestRoutingAndFailover(t *testing.T) {

@@ -31,7 +31,11 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 	// written down, or the segment would be sent twice after a restart.
 	subCtx := context.WithoutCancel(ctx)
 	var lastOverdue time.Time
+	unbound := newUnboundWait()
 	for ctx.Err() == nil {
+		if ids := unbound.bindsSince(b.routeList()); len(ids) > 0 {
+			wg.Go(func() { b.wake(ids) })
+		}
 		if !b.anyBound() {
 			if now := b.cfg.Now(); now.Sub(lastOverdue) >= overduePoll {
 				b.endOverdue(now)
@@ -81,7 +85,9 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 				}
 				// Out of the head of the queue until a route may take it,
 				// or it would hide every record behind it.
-				b.postpone(rec, at)
+				if next, ok := b.postpone(rec, at); ok && at.IsZero() {
+					unbound.add(rec.ID, next)
+				}
 				busy[rec.To] = true
 				if !at.IsZero() && (resume.IsZero() || at.Before(resume)) {
 					resume = at
@@ -110,7 +116,7 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 		if !resume.IsZero() {
 			d = min(d, max(resume.Sub(b.cfg.Now()), 0))
 		}
-		if started == 0 && len(recs) > 0 {
+		if (started == 0 && len(recs) > 0) || unbound.waiting() {
 			// Records wait for a route to bind: look again soon.
 			d = min(d, boundPoll)
 		}
@@ -595,8 +601,10 @@ func (b *Bridge) receiptsOverdue(rec *store.Record) {
 
 // postpone moves a record no route can take now out of the head of the
 // queue, without counting an attempt: until the resting route that serves
-// it resumes, or RetryMin when none is bound.
-func (b *Bridge) postpone(rec *store.Record, resume time.Time) {
+// it resumes, or RetryMin when none is bound (the dispatcher wakes it
+// earlier when a route binds; see unboundWait). It returns the record's
+// new NextAttempt, and whether it was set.
+func (b *Bridge) postpone(rec *store.Record, resume time.Time) (time.Time, bool) {
 	now := b.cfg.Now()
 	at := resume
 	if at.IsZero() || at.Before(now) {
@@ -612,6 +620,81 @@ func (b *Bridge) postpone(rec *store.Record, resume time.Time) {
 	if err != nil && !errors.Is(err, errNotDue) {
 		b.log.Error("postponing a record without a route", "id", rec.ID, "err", err)
 	}
+	return at, err == nil
+}
+
+// maxUnboundWait bounds the records the dispatcher remembers to wake when
+// a route binds; those beyond it wait RetryMin, as they do after a
+// restart.
+const maxUnboundWait = 10000
+
+// wakeWorkers bounds the Updates that wake records at the same time.
+const wakeWorkers = 32
+
+// unboundWait remembers the records postponed because no route that
+// serves them was bound (a reconnect, a reload), so that they are due again
+// as soon as a route binds, not RetryMin later. Only the dispatch loop
+// uses it.
+type unboundWait struct {
+	ids   map[string]time.Time // record → the NextAttempt postpone gave it
+	bound map[*route]bool      // at the last look
+}
+
+func newUnboundWait() *unboundWait {
+	return &unboundWait{ids: map[string]time.Time{}, bound: map[*route]bool{}}
+}
+
+func (u *unboundWait) add(id string, at time.Time) {
+	if len(u.ids) < maxUnboundWait {
+		u.ids[id] = at
+	}
+}
+
+func (u *unboundWait) waiting() bool { return len(u.ids) > 0 }
+
+// bindsSince notes which routes are bound now; if one was not at the last
+// look, it returns the records to wake (all of them: a record whose
+// routes are all still down is postponed again) and forgets them.
+func (u *unboundWait) bindsSince(routes []*route) map[string]time.Time {
+	bound := make(map[*route]bool, len(routes))
+	newly := false
+	for _, r := range routes {
+		if r.SMSC.Bound() {
+			bound[r] = true
+			newly = newly || !u.bound[r]
+		}
+	}
+	u.bound = bound
+	if !newly || len(u.ids) == 0 {
+		return nil
+	}
+	ids := u.ids
+	u.ids = map[string]time.Time{}
+	return ids
+}
+
+// wake makes the records of ids due now, unless they changed since they
+// were postponed.
+func (b *Bridge) wake(ids map[string]time.Time) {
+	sem := make(chan struct{}, wakeWorkers)
+	var wg sync.WaitGroup
+	for id, at := range ids {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, err := b.st.Update(id, func(r *store.Record) error {
+				if r.State != store.Queued || !r.NextAttempt.Equal(at) {
+					return errNotDue
+				}
+				r.NextAttempt = b.cfg.Now()
+				return nil
+			})
+			if err != nil && !errors.Is(err, errNotDue) && !errors.Is(err, store.ErrNotFound) {
+				b.log.Error("waking a record after a bind", "id", id, "err", err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // lateTag names the segment a submit_sm was for, so that a response that
