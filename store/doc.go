@@ -89,7 +89,9 @@
 // being undone, and return only once that round is durable: a read never
 // hands out what a crash could take back. If the log fails first, the read
 // returns its error, and the rounds not yet durable are taken back out of
-// the overlay; later reads see what is on disk.
+// the overlay; later reads see what was durable before. (What a failed
+// fdatasync was making durable may still be on disk and come back at the
+// next Open: its writers got an error, which then means "unknown".)
 //
 // Because a shared round is run again without a write that failed in it
 // (the round is undone first), the function given to Update may run more than once, each time on a

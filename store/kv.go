@@ -20,9 +20,10 @@ import (
 // A tx has up to two overlays above bbolt, newest first: the writes since
 // the last checkpoint began (active), and the writes being copied into
 // bbolt by that checkpoint (frozen). An overlay maps bucket id ‖ key to a
-// value or a tombstone, and orders its keys in a B-tree when a cursor or a
-// checkpoint needs them. A key is read from the first layer that has it; a
-// cursor merges the layers in key order and skips tombstones.
+// value or a tombstone. The active one orders its keys in a B-tree when a
+// cursor needs them; a frozen one gets no more writes, and sorts them once
+// into a slice. A key is read from the first layer that has it; a cursor
+// merges the layers in key order and skips tombstones.
 //
 // A tx in direct mode has no overlay: it reads and writes bbolt (Open uses
 // it for migrations, replay and checkpoints).

@@ -16,9 +16,10 @@ import (
 
 // The write-ahead log.
 //
-// Each round of the writer (writer.go) is one log record, appended to the
-// current log file and made durable with fdatasync before any of its calls
-// is answered: the log, not bbolt, is what makes a write durable. bbolt is
+// The rounds of the writer (writer.go) that the syncer takes together are
+// one log record, appended to the current log file and made durable with
+// fdatasync before any of their calls is answered: the log, not bbolt, is
+// what makes a write durable. bbolt is
 // brought up to date by checkpoints, each of which copies the writes of
 // many rounds into one bbolt transaction (committed with fsync, as always),
 // where the four or five writes of one message's life collapse into their
@@ -32,7 +33,7 @@ import (
 //
 //	length of payload (uint32) ‖ CRC-32C of seq ‖ payload (uint32) ‖ seq (uint64) ‖ payload
 //
-// all big-endian; seq numbers the rounds from 1 without gaps, across
+// all big-endian; seq numbers the records from 1 without gaps, across
 // files. The payload is a list of operations:
 //
 //	1 ‖ uvarint len ‖ bucket ‖ uvarint len ‖ key ‖ uvarint len ‖ value   (put)

@@ -36,14 +36,19 @@ import (
 // Pipelining: the writer does not wait for a round's fdatasync. It hands
 // the round to the syncer goroutine and runs the next one over the same
 // overlay while the disk works; the syncer writes every round handed to it
-// meanwhile and makes them durable with one fdatasync, then answers their
+// meanwhile as one log record and makes it durable with one fdatasync;
+// the notifier goroutine then runs their OnCommit hooks and answers their
 // calls, in order. So a round's CPU and the previous round's fdatasync
 // overlap, and neither waits for the other. What a round may see that is
 // not durable yet is harmless: an answer that depends on it waits for the
 // same fdatasync, or a later one. Readers (view) see the applied rounds
-// too, so view returns only once every round it could see is durable. If
-// the log fails, the writer takes every round not yet durable back out of
-// the overlay, and the reads that saw them fail.
+// too, so view returns only once every round it could see is durable. A
+// hook may read: it runs on the notifier, not on the syncer that the read
+// waits for. If the log fails, the writer takes every round not yet
+// durable back out of the overlay, and the reads that saw them fail. (A
+// record whose fdatasync failed may still be on disk, and come back at the
+// next Open: after a failed fdatasync nobody knows; its calls got an
+// error, which means "unknown", as for any database.)
 //
 // Checkpoints: when the log since the last checkpoint holds ckptBytes, or
 // its oldest round is ckptAge old, the writer freezes the active overlay,
@@ -100,20 +105,29 @@ type writer struct {
 	tick     bool   // the age timer fired
 	timer    *time.Timer
 	// The syncer's side: rounds handed to it, the number of the last one
-	// it made durable and answered, and the log's error.
+	// it made durable, and the log's error; then the batches it handed to
+	// the notifier, and the number of the last round answered.
 	flights   []*flight
 	synced    uint64
 	syncErr   error
 	syncClose bool
-	scond     *sync.Cond // wakes the syncer
-	rcond     *sync.Cond // wakes those waiting for synced to grow
-	stopped   chan struct{}
-	syncDone  chan struct{}
-	stopErr   error
+	// syncExited is set by the syncer as it returns: the notifier
+	// returns once it answered what is left.
+	syncExited bool
+	notes      []note
+	readWaits  int // views that waited for the syncer (for tests)
+	answered   uint64
+	scond      *sync.Cond // wakes the syncer
+	ncond      *sync.Cond // wakes the notifier
+	rcond      *sync.Cond // wakes those waiting for synced to grow
+	stopped    chan struct{}
+	syncDone   chan struct{}
+	notifyDone chan struct{}
+	stopErr    error
 
 	// omu guards active and frozen against readers: the writer holds it
-	// for a whole round, so a reader never sees a round before it is on
-	// disk, nor one that is being undone.
+	// for a whole round, so a reader never sees a round half run, nor one
+	// being undone (view then waits for what it saw to be durable).
 	omu    sync.Mutex
 	active *overlay
 	frozen *overlay
@@ -127,12 +141,14 @@ type writer struct {
 	since       time.Time // when active got its first round
 	logBytes    int64     // log written since active started
 	broken      error
+	undone      bool // logFailed ran
 	rnd         round
 	unsynced    []*flight // handed to the syncer and maybe not durable, oldest first
 	free        []*flight
 
 	released time.Time // the last releaseMapped (checkpoints only; one at a time)
 
+	batchBuf    []byte       // the syncer's: one log record for many rounds
 	rounds      atomic.Int64 // log records written (for benchmarks)
 	checkpoints atomic.Int64
 }
@@ -148,10 +164,13 @@ func (w *writer) start(db *bolt.DB, path string, ids *bucketIDs, gen, seq uint64
 	w.cond = sync.NewCond(&w.mu)
 	w.scond = sync.NewCond(&w.mu)
 	w.rcond = sync.NewCond(&w.mu)
+	w.ncond = sync.NewCond(&w.mu)
 	w.stopped = make(chan struct{})
 	w.syncDone = make(chan struct{})
+	w.notifyDone = make(chan struct{})
 	w.active = newOverlay(0)
 	go w.syncLoop()
+	go w.notifyLoop()
 	go w.loop()
 	return nil
 }
@@ -207,6 +226,9 @@ func (w *writer) read(fn func(*txn) error) error {
 func (w *writer) awaitSynced(n uint64) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.synced < n {
+		w.readWaits++
+	}
 	for w.synced < n && w.syncErr == nil {
 		w.rcond.Wait()
 	}
@@ -255,7 +277,7 @@ func (w *writer) loop() {
 func (w *writer) next() ([]call, bool) {
 	w.mu.Lock()
 	for {
-		if w.syncErr != nil && w.broken == nil {
+		if w.syncErr != nil && !w.undone {
 			err := w.syncErr
 			w.mu.Unlock()
 			w.logFailed(err)
@@ -384,11 +406,11 @@ func (w *writer) newFlight() *flight {
 	return f
 }
 
-// durable returns how many of w.unsynced the syncer is done with (w.mu
-// held).
+// durable returns how many of w.unsynced the syncer and the notifier are
+// done with (w.mu held).
 func (w *writer) durable() int {
 	n := 0
-	for n < len(w.unsynced) && w.unsynced[n].n <= w.synced {
+	for n < len(w.unsynced) && w.unsynced[n].n <= w.answered {
 		n++
 	}
 	return n
@@ -409,7 +431,10 @@ func (w *writer) drain() bool {
 // that may not be durable back out of the overlay, newest first: reads go
 // on over what is.
 func (w *writer) logFailed(err error) {
-	w.broken = err
+	if w.broken == nil {
+		w.broken = err
+	}
+	w.undone = true
 	w.omu.Lock()
 	w.mu.Lock()
 	synced := w.synced
@@ -425,21 +450,22 @@ func (w *writer) logFailed(err error) {
 }
 
 // syncLoop is the syncer: it takes the rounds handed to it since it last
-// looked, writes them to the log, makes them durable with one fdatasync,
-// and answers their calls, in order.
+// looked, writes them to the log as one record, makes that durable with
+// one fdatasync, and hands them to the notifier, in order.
 func (w *writer) syncLoop() {
 	defer close(w.syncDone)
-	var batch []*flight
 	for {
 		w.mu.Lock()
 		for len(w.flights) == 0 && !w.syncClose {
 			w.scond.Wait()
 		}
 		if len(w.flights) == 0 {
+			w.syncExited = true
+			w.ncond.Signal()
 			w.mu.Unlock()
 			return
 		}
-		batch = append(batch[:0], w.flights...)
+		batch := slices.Clone(w.flights)
 		clear(w.flights)
 		w.flights = w.flights[:0]
 		err := w.syncErr
@@ -447,58 +473,108 @@ func (w *writer) syncLoop() {
 		if err == nil {
 			err = w.logBatch(batch)
 		}
-		for _, f := range batch {
-			if err == nil {
-				for _, h := range f.hooks {
-					h()
+		w.mu.Lock()
+		if err != nil && w.syncErr == nil {
+			w.syncErr = err
+			w.cond.Signal()
+		}
+		if err == nil {
+			w.synced = batch[len(batch)-1].n
+			w.cond.Signal() // drain
+		}
+		w.notes = append(w.notes, note{batch: batch, err: err})
+		w.ncond.Signal()
+		w.rcond.Broadcast()
+		w.mu.Unlock()
+	}
+}
+
+// note is a batch of rounds for the notifier: durable (err nil), or failed.
+type note struct {
+	batch []*flight
+	err   error
+}
+
+// notifyLoop runs the hooks of durable rounds, in order, then answers
+// their calls. It is not the syncer: a hook may read the store, and a
+// read waits for the syncer to make the rounds it saw durable.
+func (w *writer) notifyLoop() {
+	defer close(w.notifyDone)
+	for {
+		w.mu.Lock()
+		for len(w.notes) == 0 && !w.syncExited {
+			w.ncond.Wait()
+		}
+		if len(w.notes) == 0 {
+			w.mu.Unlock()
+			return
+		}
+		notes := w.notes
+		w.notes = nil
+		w.mu.Unlock()
+		for _, nt := range notes {
+			for _, f := range nt.batch {
+				if nt.err == nil {
+					for _, h := range f.hooks {
+						h()
+					}
 				}
-			}
-			for i, c := range f.calls {
-				if err != nil {
-					c.done <- err
-				} else {
-					c.done <- f.errs[i]
+				for i, c := range f.calls {
+					if nt.err != nil {
+						c.done <- nt.err
+					} else {
+						c.done <- f.errs[i]
+					}
 				}
 			}
 		}
 		w.mu.Lock()
-		if err != nil {
-			if w.syncErr == nil {
-				w.syncErr = err
-			}
-		} else {
-			w.synced = batch[len(batch)-1].n
-		}
-		w.cond.Signal()
-		w.rcond.Broadcast()
+		w.answered = notes[len(notes)-1].batch[len(notes[len(notes)-1].batch)-1].n
+		w.cond.Signal() // newFlight, finish
 		w.mu.Unlock()
-		clear(batch)
 	}
 }
 
-// logBatch writes the rounds of batch that changed something and waits
-// for them to be on disk.
+// logBatch writes the rounds of batch that changed something to the log
+// as one record, and waits for it to be on disk. One record, not one per
+// round: a crash during the fdatasync may keep a later part of what was
+// written and lose an earlier one, and only a log's last record may be
+// torn (see replay). None of the batch was acknowledged yet, so it all
+// goes together.
 func (w *writer) logBatch(batch []*flight) error {
 	if w.beforeLog != nil {
 		w.beforeLog()
 	}
-	n := 0
+	var rec []byte
 	for _, f := range batch {
-		if !f.logged {
-			continue
+		switch {
+		case !f.logged:
+		case rec == nil:
+			rec = f.payload
+		default:
+			if len(w.batchBuf) == 0 {
+				w.batchBuf = append(w.batchBuf[:0], rec...)
+			}
+			w.batchBuf = append(w.batchBuf, f.payload[walHeader:]...)
+			rec = w.batchBuf
 		}
-		if err := w.log.write(f.payload); err != nil {
-			return err
-		}
-		n++
 	}
-	if n == 0 {
+	defer func() {
+		if cap(w.batchBuf) > 4<<20 {
+			w.batchBuf = nil // a rare big batch's buffer goes
+		}
+		w.batchBuf = w.batchBuf[:0]
+	}()
+	if rec == nil {
 		return nil
+	}
+	if err := w.log.write(rec); err != nil {
+		return err
 	}
 	if err := w.log.sync(); err != nil {
 		return err
 	}
-	w.rounds.Add(int64(n))
+	w.rounds.Add(1)
 	return nil
 }
 
@@ -684,10 +760,11 @@ func (w *writer) finish() error {
 	w.scond.Signal()
 	w.mu.Unlock()
 	<-w.syncDone
+	<-w.notifyDone
 	if ckptDone != nil {
 		w.checkpointed(*ckptDone)
 	}
-	if syncErr != nil && w.broken == nil {
+	if syncErr != nil && !w.undone {
 		w.logFailed(syncErr)
 	}
 	if w.broken != nil {

@@ -254,7 +254,11 @@ func TestLogFailureTakesBackRounds(t *testing.T) {
 		_, err := s.Get(r.ID) // sees the rounds not yet durable
 		readErr <- err
 	}()
-	time.Sleep(10 * time.Millisecond)
+	waitFor(t, "the read to wait", func() bool {
+		s.w.mu.Lock()
+		defer s.w.mu.Unlock()
+		return s.w.readWaits > 0
+	})
 	s.w.log.f.Close() // the next write fails
 	release()
 	for range n {
@@ -281,5 +285,93 @@ func TestLogFailureTakesBackRounds(t *testing.T) {
 	defer s2.Close()
 	if got := mustGet(t, s2, r.ID); got.Attempts != 1 {
 		t.Errorf("after reopening: %d attempts, want 1", got.Attempts)
+	}
+}
+
+// heldUpdates holds the syncer on a first Update of id, and runs k more
+// behind it, each its own round: the syncer then takes them together.
+func heldUpdates(t *testing.T, s *Store, id string, k int) (release func(), errs chan error) {
+	t.Helper()
+	held, release := holdSyncer(t, s)
+	before := applied(s)
+	errs = make(chan error, k+1)
+	for i := range k + 1 {
+		go func() {
+			_, err := s.Update(id, func(r *Record) error { r.Attempts += 10; return nil })
+			errs <- err
+		}()
+		if i == 0 {
+			<-held
+		}
+		waitFor(t, "a round", func() bool { return applied(s) > before+uint64(i) })
+	}
+	return release, errs
+}
+
+// TestBatchIsOneLogRecord: the rounds the syncer takes together are one
+// log record, so that a crash during its fdatasync can tear only the
+// log's last record. A crash image with that record damaged opens, with
+// neither round in it (neither was acknowledged).
+func TestBatchIsOneLogRecord(t *testing.T) {
+	noCheckpoints(t)
+	s, path := openTemp(t, Options{})
+	r := record("+491511234567", 1)
+	mustAdd(t, s, r)
+	release, errs := heldUpdates(t, s, r.ID, 2) // one round, then a batch of two
+	records := commits(t, s)
+	release()
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := commits(t, s) - records; n != 2 {
+		t.Fatalf("3 rounds in %d log records, want 2 (one, then a batch of two)", n)
+	}
+	cf := snapshotFiles(t, path)
+	data := cf.logs[cf.maxGen()]
+	var offs []int
+	for off, rest := 0, data; len(rest) > 0; {
+		_, _, next, err := nextRecord(rest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		offs = append(offs, off)
+		off += len(rest) - len(next)
+		rest = next
+	}
+	data[offs[len(offs)-1]+walHeader+2] ^= 0xff // the batch, torn
+	s2, err := Open(cf.restore(t), Options{})
+	if err != nil {
+		t.Fatalf("Open after a crash during a batch: %v", err)
+	}
+	defer s2.Close()
+	if got := mustGet(t, s2, r.ID); got.Attempts != 10 {
+		t.Errorf("after the crash: %d attempts, want 10 (the round before the batch)", got.Attempts)
+	}
+}
+
+// TestHookMayRead: an OnCommit hook (here Options.Dropped) may read the
+// store; the notifier runs it, not the syncer that the read waits for.
+func TestHookMayRead(t *testing.T) {
+	clk := newClock()
+	var s *Store
+	got := make(chan error, 1)
+	s, _ = openTemp(t, Options{Now: clk.Now, ParkedMaxAge: time.Hour, Dropped: func(Receipt, time.Time) {
+		_, err := s.Parked()
+		got <- err
+	}})
+	if _, _, err := s.ApplyReceipt(Receipt{SMSCID: "x", Stat: "DELIVRD"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(2 * time.Hour)
+	go s.PurgeParked()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Errorf("a read in the hook: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a read in an OnCommit hook hangs")
 	}
 }
