@@ -114,7 +114,7 @@ type Store interface {
 	Update(id string, fn func(*store.Record) error) (*store.Record, error)
 	ApplyReceipt(rc store.Receipt) (*store.Record, bool, error)
 	Reportable(limit int) ([]*store.Record, error)
-	ReportsDue(now time.Time, limit int) ([]*store.Record, time.Time, error)
+	ReportsDueExcept(now time.Time, limit int, skip func(id string) bool) ([]*store.Record, time.Time, error)
 	DelayDue(before time.Time, limit int) ([]*store.Record, time.Time, error)
 	Changed() <-chan struct{}
 	Recover(now time.Time) (int, error)
@@ -136,6 +136,7 @@ type Bridge struct {
 	mu         sync.Mutex
 	inflight   map[string]bool // records being submitted now
 	inflightTo map[string]bool // their destinations
+	reporting  map[string]bool // records whose report is being sent now
 	mo         moJoiner
 }
 
@@ -149,6 +150,7 @@ func New(cfg Config, st Store, routes []Route, out report.Sender, log *slog.Logg
 		cfg: cfg, st: st, out: out, log: log,
 		inflight:   make(map[string]bool),
 		inflightTo: make(map[string]bool),
+		reporting:  make(map[string]bool),
 		mo:         moJoiner{reasm: map[string]*smppout.Reassembler{}, loaded: make(chan struct{})},
 	}
 	for _, r := range routes {

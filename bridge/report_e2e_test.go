@@ -212,6 +212,44 @@ func TestReportsOfOneMailShareOneReport(t *testing.T) {
 	}
 }
 
+// TestEveryReportOnce: more reports than one pass takes (reportBatch) and
+// than there are workers go out while new passes start: each exactly
+// once, though passes no longer wait for each other.
+func TestEveryReportOnce(t *testing.T) {
+	const n = 3*reportBatch + 7
+	g := startGateway(t, gatewayOpts{cfg: Config{ReportWorkers: 3}, setup: func(st *store.Store) {
+		for i := range n {
+			rec := &store.Record{From: "a@corp.test", Rcpt: fmt.Sprintf("+1415555%04d@sms.test", i),
+				To: fmt.Sprintf("+1415555%04d", i), MessageID: fmt.Sprintf("<%d@corp.test>", i), Text: "hi",
+				Notify: "FAILURE", Segments: []store.Segment{{Payload: []byte("hi")}}}
+			if err := st.Add(context.Background(), []*store.Record{rec}); err != nil {
+				t.Fatal(err)
+			}
+			_, err := st.Update(rec.ID, func(r *store.Record) error {
+				r.State, r.FailStatus, r.LastError = store.Failed, "5.1.1", "smpp; submit_sm command_status=0x0000000B"
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}})
+	for _, r := range g.settle(t, n) {
+		reported := 0
+		for _, e := range r.Events {
+			if e.What == "reported" {
+				reported++
+			}
+		}
+		if reported != 1 {
+			t.Errorf("%s: reported %d times", r.ID, reported)
+		}
+	}
+	if msgs := g.sink.Messages(); len(msgs) != n {
+		t.Errorf("%d reports for %d records", len(msgs), n)
+	}
+}
+
 // TestDelayReport: a record still waiting after DelayAfter gets one delay
 // report if NOTIFY asks for DELAY, none by default.
 func TestDelayReport(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/smsbridge/smsbridge/report"
@@ -84,32 +85,89 @@ const reportTimeout = 2 * time.Minute
 // ReportNextAttempt, and given up Config.ReportGiveUp after it was due.
 func (b *Bridge) reportLoop(ctx context.Context) error {
 	changed := b.st.Changed()
+	w := &reporters{sem: make(chan struct{}, b.cfg.ReportWorkers), done: make(chan struct{}, 1)}
+	defer w.wg.Wait()
 	for ctx.Err() == nil {
 		now := b.cfg.Now()
-		next, ok := b.reportPass(ctx, now)
+		next, started, ok := b.reportPass(ctx, now, w)
 		d := idleWait
-		if !next.IsZero() {
+		if !next.IsZero() && (started > 0 || !w.busy()) {
+			// With nothing new started and reports in flight, only one
+			// that ends can change what is due: do not spin on next.
 			d = min(max(next.Sub(b.cfg.Now()), 0), idleWait)
 		}
 		if !ok {
 			d = max(d, time.Second) // the store failed: do not spin
 		}
-		wait(ctx, changed, d)
+		waitAny(ctx, changed, w.done, d)
 	}
 	return nil
 }
 
-// reportPass handles what is due at now and returns when the next thing
-// is due (zero: nothing known), and false if the store failed.
-func (b *Bridge) reportPass(ctx context.Context, now time.Time) (time.Time, bool) {
-	var next time.Time
+// reporters are the report loop's workers: Config.ReportWorkers reports
+// go at a time, each waiting on a smarthost round trip and a commit, which
+// others share meanwhile. The loop does not wait for a whole pass to end:
+// it starts the next report as soon as a worker is free, and skips the
+// records whose report is in flight (Bridge.reporting), so that none is
+// taken twice.
+type reporters struct {
+	sem  chan struct{}
+	done chan struct{} // a report ended
+	wg   sync.WaitGroup
+	n    atomic.Int32 // reports in flight
+}
+
+func (w *reporters) busy() bool { return w.n.Load() > 0 }
+
+// startReport runs fn on a worker for the records of group, once one is free;
+// it returns false, having started nothing, when ctx ends first.
+func (b *Bridge) startReport(ctx context.Context, w *reporters, group []*store.Record, fn func()) bool {
+	select {
+	case w.sem <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	b.mu.Lock()
+	for _, r := range group {
+		b.reporting[r.ID] = true
+	}
+	b.mu.Unlock()
+	w.n.Add(1)
+	w.wg.Go(func() {
+		fn()
+		b.mu.Lock()
+		for _, r := range group {
+			delete(b.reporting, r.ID)
+		}
+		b.mu.Unlock()
+		w.n.Add(-1)
+		<-w.sem
+		select {
+		case w.done <- struct{}{}:
+		default:
+		}
+	})
+	return true
+}
+
+// isReporting reports whether record id's report is being sent now.
+func (b *Bridge) isReporting(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.reporting[id]
+}
+
+// reportPass starts the reports due at now that are not in flight, and
+// returns when the next thing is due (zero: nothing known), how many it
+// started, and false if the store failed.
+func (b *Bridge) reportPass(ctx context.Context, now time.Time, w *reporters) (next time.Time, started int, ok bool) {
 	earliest := func(t time.Time) {
 		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
 	}
-	ok := true
-	recs, due, err := b.st.ReportsDue(now, reportBatch)
+	ok = true
+	recs, due, err := b.st.ReportsDueExcept(now, reportBatch, b.isReporting)
 	if err != nil {
 		b.log.Error("report: reading due reports", "err", err)
 		ok = false
@@ -122,29 +180,15 @@ func (b *Bridge) reportPass(ctx context.Context, now time.Time) (time.Time, bool
 			groups = append(groups, []*store.Record{r})
 		}
 	}
-	// Reports go out ReportWorkers at a time: each waits on a smarthost
-	// round trip and a commit, which others can share meanwhile. The pass
-	// ends when all are done, so the next one never takes a report twice.
-	sem := make(chan struct{}, b.cfg.ReportWorkers)
-	var wg sync.WaitGroup
 	for _, g := range groups {
-		if ctx.Err() != nil {
-			break
+		run := func() { b.finalReport(ctx, g) }
+		if !g[0].State.Final() {
+			run = func() { b.delayReport(ctx, g[0]) }
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if !g[0].State.Final() {
-				b.delayReport(ctx, g[0])
-				return
-			}
-			b.finalReport(ctx, g)
-		}()
-	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		return next, ok
+		if !b.startReport(ctx, w, g, run) {
+			return next, started, ok
+		}
+		started++
 	}
 	delayed, first, err := b.st.DelayDue(now.Add(-b.cfg.DelayAfter), reportBatch)
 	if err != nil {
@@ -155,12 +199,15 @@ func (b *Bridge) reportPass(ctx context.Context, now time.Time) (time.Time, bool
 		earliest(first.Add(b.cfg.DelayAfter))
 	}
 	for _, rec := range delayed {
-		if ctx.Err() != nil {
-			return next, ok
+		if b.isReporting(rec.ID) {
+			continue
 		}
-		b.delayReport(ctx, rec)
+		if !b.startReport(ctx, w, []*store.Record{rec}, func() { b.delayReport(ctx, rec) }) {
+			return next, started, ok
+		}
+		started++
 	}
-	return next, ok
+	return next, started, ok
 }
 
 // groupByMail groups final records of one mail: the recipients of one SMTP

@@ -922,7 +922,14 @@ func (s *Store) DueExcept(now time.Time, limit int, skip func(id string) bool) (
 // being retried), by ReportNextAttempt, and the time the next one is due
 // (zero if none; not after now when limit cut the list short).
 func (s *Store) ReportsDue(now time.Time, limit int) ([]*Record, time.Time, error) {
-	recs, next, err := s.scanTimeIndex(bucketReportDue, now, limit)
+	return s.ReportsDueExcept(now, limit, nil)
+}
+
+// ReportsDueExcept is ReportsDue without the records whose id skip reports
+// (nil: none), which it neither reads nor counts toward limit: the report
+// loop skips the reports it is sending.
+func (s *Store) ReportsDueExcept(now time.Time, limit int, skip func(id string) bool) ([]*Record, time.Time, error) {
+	recs, next, err := s.scanTimeIndex(bucketReportDue, now, limit, skip)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("store: reports due: %w", err)
 	}
@@ -936,7 +943,7 @@ func (s *Store) ReportsDue(now time.Time, limit int) ([]*Record, time.Time, erro
 // decides, and sets DelayDone or ReportNextAttempt, which takes the record
 // out of this index.
 func (s *Store) DelayDue(before time.Time, limit int) ([]*Record, time.Time, error) {
-	recs, next, err := s.scanTimeIndex(bucketDelay, before, limit)
+	recs, next, err := s.scanTimeIndex(bucketDelay, before, limit, nil)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("store: delay due: %w", err)
 	}
@@ -944,9 +951,9 @@ func (s *Store) DelayDue(before time.Time, limit int) ([]*Record, time.Time, err
 }
 
 // scanTimeIndex loads the records of a (time ‖ id) index whose time is not
-// after bound, in key order, and returns the time of the first one it did
-// not load.
-func (s *Store) scanTimeIndex(bucket []byte, bound time.Time, limit int) (recs []*Record, next time.Time, err error) {
+// after bound, in key order, but those skip reports, and returns the time
+// of the first one it did not load (a skipped one aside).
+func (s *Store) scanTimeIndex(bucket []byte, bound time.Time, limit int, skip func(id string) bool) (recs []*Record, next time.Time, err error) {
 	b := timeKey(bound)
 	err = s.w.view(func(tx *txn) error {
 		c := tx.Bucket(bucket).Cursor()
@@ -958,6 +965,9 @@ func (s *Store) scanTimeIndex(bucket []byte, bound time.Time, limit int) (recs [
 			if string(k[:8]) > string(b) || full(len(recs), limit) {
 				next = t
 				return nil
+			}
+			if skip != nil && skip(id) {
+				continue
 			}
 			rec, err := load(tx, id)
 			if err != nil {
