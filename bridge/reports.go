@@ -88,8 +88,8 @@ func (b *Bridge) reportLoop(ctx context.Context) error {
 	w := &reporters{sem: make(chan struct{}, b.cfg.ReportWorkers), done: make(chan struct{}, 1)}
 	defer w.wg.Wait()
 	for ctx.Err() == nil {
-		now := b.cfg.Now()
-		next, started, ok := b.reportPass(ctx, now, w)
+		start := time.Now()
+		next, started, ok := b.reportPass(ctx, b.cfg.Now(), w)
 		d := idleWait
 		if !next.IsZero() && (started > 0 || !w.busy()) {
 			// With nothing new started and reports in flight, only one
@@ -100,9 +100,23 @@ func (b *Bridge) reportLoop(ctx context.Context) error {
 			d = max(d, time.Second) // the store failed: do not spin
 		}
 		waitAny(ctx, changed, w.done, d)
+		// Under load the store changes all the time: a pass at most
+		// every minPass, or the loop would scan for a report or two
+		// per pass, each scan holding off the store's writer.
+		if started < reportBatch {
+			wait(ctx, nil, minPass-time.Since(start))
+		}
 	}
 	return nil
 }
+
+// minPass spaces out the report loop's passes; a report waits that much
+// longer at most.
+const minPass = 10 * time.Millisecond
+
+// delayScan spaces out the scans for delay reports, which are due hours
+// after a mail came (Config.DelayAfter).
+const delayScan = time.Second
 
 // reporters are the report loop's workers: Config.ReportWorkers reports
 // go at a time, each waiting on a smarthost round trip and a commit, which
@@ -115,6 +129,8 @@ type reporters struct {
 	done chan struct{} // a report ended
 	wg   sync.WaitGroup
 	n    atomic.Int32 // reports in flight
+	// delayScanned is when the loop last looked for delay reports.
+	delayScanned time.Time
 }
 
 func (w *reporters) busy() bool { return w.n.Load() > 0 }
@@ -190,6 +206,11 @@ func (b *Bridge) reportPass(ctx context.Context, now time.Time, w *reporters) (n
 		}
 		started++
 	}
+	if now.Sub(w.delayScanned) < delayScan && now.After(w.delayScanned) {
+		earliest(w.delayScanned.Add(delayScan))
+		return next, started, ok
+	}
+	w.delayScanned = now
 	delayed, first, err := b.st.DelayDue(now.Add(-b.cfg.DelayAfter), reportBatch)
 	if err != nil {
 		b.log.Error("report: reading records waiting for a delay report", "err", err)
