@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -56,8 +57,11 @@ var benchHeader = "Received: from mail.example.org (mail.example.org [192.0.2.1]
 // runConcurrent runs op(i) for i in [0, n) on workers goroutines and returns
 // the elapsed time.
 func runConcurrent(b *testing.B, workers, n int, op func(i int) error) time.Duration {
-	cpu0 := cpuTime()
-	defer func() { b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(n), "cpu-µs/op") }()
+	cpu0, w0 := cpuTime(), writeBytes()
+	defer func() {
+		b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(n), "cpu-µs/op")
+		b.ReportMetric(float64(writeBytes()-w0)/float64(n), "disk-B/op")
+	}()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -77,6 +81,23 @@ func runConcurrent(b *testing.B, workers, n int, op func(i int) error) time.Dura
 	}
 	wg.Wait()
 	return time.Since(start)
+}
+
+// writeBytes is what the process has caused to be written to disk so far
+// (Linux's /proc/self/io; 0 elsewhere): unlike rates and CPU, it does not
+// depend on what else the machine runs.
+func writeBytes() int64 {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // cpuTime is the process's user and system CPU time so far: on a shared
