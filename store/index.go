@@ -10,6 +10,9 @@ import (
 	"time"
 )
 
+// appendFill is the FillPercent of the appendMostly buckets.
+const appendFill = 0.9
+
 // Buckets; the package doc describes their keys and values.
 var (
 	bucketMeta       = []byte("meta")
@@ -28,6 +31,17 @@ var (
 	bucketDelay      = []byte("delay")
 	bucketOriginals  = []byte("originals")
 	bucketHeaders    = []byte("headers")
+
+	// appendMostly are the buckets whose keys start with a record id or a
+	// time, so that new keys go mostly at the end: checkpoints fill
+	// their pages to appendFill instead of bbolt's half, so that a record
+	// costs fewer pages to write and to walk. The others (keyed by an SMSC
+	// id, a hash, a number) take new keys anywhere, where half-full pages
+	// leave room.
+	appendMostly = map[string]bool{string(bucketRecords): true, string(bucketDue): true,
+		string(bucketSubmitting): true, string(bucketReport): true, string(bucketFinal): true,
+		string(bucketParkedAge): true, string(bucketReportDue): true, string(bucketDelay): true,
+		string(bucketOriginals): true, string(bucketHeaders): true}
 
 	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketDue, bucketSubmitting,
 		bucketSMSC, bucketReport, bucketFinal, bucketCounts, bucketDedup,

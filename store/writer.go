@@ -717,6 +717,9 @@ func copyOverlay(btx *bolt.Tx, ids *bucketIDs, o *overlay, seq uint64) error {
 		id := k[0]
 		if buckets[id] == nil {
 			buckets[id] = btx.Bucket(ids.names[id])
+			if appendMostly[string(ids.names[id])] {
+				buckets[id].FillPercent = appendFill
+			}
 		}
 		// bbolt copies the key it keeps.
 		if it.del {
