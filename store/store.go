@@ -597,7 +597,7 @@ func putShared(tx *txn, bucket []byte, shared map[string][]byte, recs []*Record,
 			continue
 		}
 		v := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(data)), uint64(n))
-		if err := tx.Bucket(bucket).Put([]byte(key), append(v, data...)); err != nil {
+		if err := tx.Bucket(bucket).putOwned([]byte(key), append(v, data...)); err != nil {
 			return fmt.Errorf("%s of %s: %w", bucket, key, err)
 		}
 	}
@@ -613,8 +613,8 @@ func unrefShared(tx *txn, bucket []byte, key string) error {
 	if w <= 0 || n <= 1 {
 		return b.Delete([]byte(key))
 	}
-	nv := binary.AppendUvarint(nil, n-1)
-	return b.Put([]byte(key), append(nv, v[w:]...))
+	nv := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(v)-w), n-1)
+	return b.putOwned([]byte(key), append(nv, v[w:]...))
 }
 
 // Header returns the header block of rec's mail (for reports): rec.Header,
