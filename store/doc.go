@@ -148,6 +148,12 @@
 // deletes the old generations as one range of keys. Run it every few
 // minutes.
 //
+// Checkpoints fill the pages of the buckets keyed by a record id or a time
+// (records, headers, the time indexes: new keys go at their end) to 90%
+// instead of bbolt's 50%, which cut the bytes written per record by about
+// a third. The buckets keyed by an SMSC id, a hash or a number keep
+// bbolt's half-full pages, where new keys land anywhere.
+//
 // bbolt reuses freed pages but never shrinks the file. To give the space
 // back, stop the server and compact the file offline:
 //
