@@ -115,7 +115,7 @@ type Store interface {
 	ApplyReceipt(rc store.Receipt) (*store.Record, bool, error)
 	Reportable(limit int) ([]*store.Record, error)
 	ReportsDueExcept(now time.Time, limit int, skip func(id string) bool) ([]*store.Record, time.Time, error)
-	DelayDue(before time.Time, limit int) ([]*store.Record, time.Time, error)
+	DelayDueExcept(before time.Time, limit int, skip func(id string) bool) ([]*store.Record, time.Time, error)
 	Changed() <-chan struct{}
 	Recover(now time.Time) (int, error)
 	Submitting(limit int) ([]string, error)

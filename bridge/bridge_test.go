@@ -941,3 +941,19 @@ func TestReencodedIntoPartsKeepsAReference(t *testing.T) {
 		}
 	}
 }
+
+// TestUnboundWaitForgetsWhatIsDue: records remembered for a bind are
+// forgotten once they are all due anyway, so that the dispatcher stops
+// looking every boundPoll when no route comes back.
+func TestUnboundWaitForgetsWhatIsDue(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	u := newUnboundWait()
+	u.add("a", t0.Add(30*time.Second))
+	u.add("b", t0.Add(40*time.Second))
+	if ids := u.bindsSince(nil, t0.Add(35*time.Second)); ids != nil || !u.waiting() {
+		t.Fatalf("at 35 s: woke %v, waiting %v; want nothing woken, still waiting", ids, u.waiting())
+	}
+	if u.bindsSince(nil, t0.Add(41*time.Second)); u.waiting() {
+		t.Error("still waiting once every record is due")
+	}
+}

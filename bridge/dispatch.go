@@ -33,7 +33,7 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 	var lastOverdue time.Time
 	unbound := newUnboundWait()
 	for ctx.Err() == nil {
-		if ids := unbound.bindsSince(b.routeList()); len(ids) > 0 {
+		if ids := unbound.bindsSince(b.routeList(), b.cfg.Now()); len(ids) > 0 {
 			wg.Go(func() { b.wake(ids) })
 		}
 		if !b.anyBound() {
@@ -85,8 +85,8 @@ func (b *Bridge) dispatchLoop(ctx context.Context) error {
 				}
 				// Out of the head of the queue until a route may take it,
 				// or it would hide every record behind it.
-				if next, ok := b.postpone(rec, at); ok && at.IsZero() {
-					unbound.add(rec.ID, next)
+				if next, ok := b.postpone(rec, at); ok && at.IsZero() && len(b.routesFor(rec.To)) > 0 {
+					unbound.add(rec.ID, next) // a route serves it, none is bound
 				}
 				busy[rec.To] = true
 				if !at.IsZero() && (resume.IsZero() || at.Before(resume)) {
@@ -636,8 +636,9 @@ const wakeWorkers = 32
 // as soon as a route binds, not RetryMin later. Only the dispatch loop
 // uses it.
 type unboundWait struct {
-	ids   map[string]time.Time // record → the NextAttempt postpone gave it
-	bound map[*route]bool      // at the last look
+	ids    map[string]time.Time // record → the NextAttempt postpone gave it
+	latest time.Time            // the latest of those
+	bound  map[*route]bool      // at the last look
 }
 
 func newUnboundWait() *unboundWait {
@@ -647,6 +648,9 @@ func newUnboundWait() *unboundWait {
 func (u *unboundWait) add(id string, at time.Time) {
 	if len(u.ids) < maxUnboundWait {
 		u.ids[id] = at
+		if at.After(u.latest) {
+			u.latest = at
+		}
 	}
 }
 
@@ -654,8 +658,13 @@ func (u *unboundWait) waiting() bool { return len(u.ids) > 0 }
 
 // bindsSince notes which routes are bound now; if one was not at the last
 // look, it returns the records to wake (all of them: a record whose
-// routes are all still down is postponed again) and forgets them.
-func (u *unboundWait) bindsSince(routes []*route) map[string]time.Time {
+// routes are all still down is postponed again) and forgets them. Once
+// every remembered record is due anyway (now is past the latest), it
+// forgets them too, so that the dispatcher stops looking often.
+func (u *unboundWait) bindsSince(routes []*route, now time.Time) map[string]time.Time {
+	if len(u.ids) > 0 && now.After(u.latest) {
+		clear(u.ids)
+	}
 	bound := make(map[*route]bool, len(routes))
 	newly := false
 	for _, r := range routes {

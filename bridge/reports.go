@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/smsbridge/smsbridge/report"
@@ -91,9 +90,10 @@ func (b *Bridge) reportLoop(ctx context.Context) error {
 		start := time.Now()
 		next, started, ok := b.reportPass(ctx, b.cfg.Now(), w)
 		d := idleWait
-		if !next.IsZero() && (started > 0 || !w.busy()) {
-			// With nothing new started and reports in flight, only one
-			// that ends can change what is due: do not spin on next.
+		if !next.IsZero() {
+			// Not after now only when a listing was cut short by its
+			// limit, and then the pass started what it listed: the
+			// records in flight are skipped inside the listings.
 			d = min(max(next.Sub(b.cfg.Now()), 0), idleWait)
 		}
 		if !ok {
@@ -128,12 +128,9 @@ type reporters struct {
 	sem  chan struct{}
 	done chan struct{} // a report ended
 	wg   sync.WaitGroup
-	n    atomic.Int32 // reports in flight
 	// delayScanned is when the loop last looked for delay reports.
 	delayScanned time.Time
 }
-
-func (w *reporters) busy() bool { return w.n.Load() > 0 }
 
 // startReport runs fn on a worker for the records of group, once one is free;
 // it returns false, having started nothing, when ctx ends first.
@@ -148,7 +145,6 @@ func (b *Bridge) startReport(ctx context.Context, w *reporters, group []*store.R
 		b.reporting[r.ID] = true
 	}
 	b.mu.Unlock()
-	w.n.Add(1)
 	w.wg.Go(func() {
 		fn()
 		b.mu.Lock()
@@ -156,7 +152,6 @@ func (b *Bridge) startReport(ctx context.Context, w *reporters, group []*store.R
 			delete(b.reporting, r.ID)
 		}
 		b.mu.Unlock()
-		w.n.Add(-1)
 		<-w.sem
 		select {
 		case w.done <- struct{}{}:
@@ -211,7 +206,7 @@ func (b *Bridge) reportPass(ctx context.Context, now time.Time, w *reporters) (n
 		return next, started, ok
 	}
 	w.delayScanned = now
-	delayed, first, err := b.st.DelayDue(now.Add(-b.cfg.DelayAfter), reportBatch)
+	delayed, first, err := b.st.DelayDueExcept(now.Add(-b.cfg.DelayAfter), reportBatch, b.isReporting)
 	if err != nil {
 		b.log.Error("report: reading records waiting for a delay report", "err", err)
 		ok = false
@@ -220,9 +215,6 @@ func (b *Bridge) reportPass(ctx context.Context, now time.Time, w *reporters) (n
 		earliest(first.Add(b.cfg.DelayAfter))
 	}
 	for _, rec := range delayed {
-		if b.isReporting(rec.ID) {
-			continue
-		}
 		if !b.startReport(ctx, w, []*store.Record{rec}, func() { b.delayReport(ctx, rec) }) {
 			return next, started, ok
 		}
@@ -408,6 +400,15 @@ func (b *Bridge) markReported(id, what string) {
 // delayReport sends the one delay report of a record that has waited
 // longer than Config.DelayAfter, if it wants one, and marks it.
 func (b *Bridge) delayReport(ctx context.Context, rec *store.Record) {
+	// The listing may be stale by now (the loop waited for a worker): the
+	// record may have become final, or had its delay report.
+	rec, err := b.st.Get(rec.ID)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			b.log.Error("report: reading a record for its delay report", "err", err)
+		}
+		return
+	}
 	if rec.State.Final() || rec.DelayDone {
 		return
 	}
@@ -415,7 +416,7 @@ func (b *Bridge) delayReport(ctx context.Context, rec *store.Record) {
 		b.markDelay(rec.ID, "no delay report: "+why)
 		return
 	}
-	err := b.deliver(ctx, rec.From, b.delayReportFor(rec))
+	err = b.deliver(ctx, rec.From, b.delayReportFor(rec))
 	switch {
 	case err == nil:
 		b.cfg.Metrics.reports.WithLabelValues("sent").Inc()

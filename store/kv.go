@@ -171,7 +171,9 @@ type txn struct {
 // errReadOnly is returned by writes in a read transaction.
 var errReadOnly = errors.New("store: write in a read transaction")
 
-// OnCommit runs fn once the transaction is durable.
+// OnCommit runs fn once the transaction is durable. fn may read the store
+// but not write to it: the notifier that runs it answers writes, its own
+// too.
 func (t *txn) OnCommit(fn func()) {
 	if t.layers == nil {
 		t.base.OnCommit(fn)

@@ -943,7 +943,13 @@ func (s *Store) ReportsDueExcept(now time.Time, limit int, skip func(id string) 
 // decides, and sets DelayDone or ReportNextAttempt, which takes the record
 // out of this index.
 func (s *Store) DelayDue(before time.Time, limit int) ([]*Record, time.Time, error) {
-	recs, next, err := s.scanTimeIndex(bucketDelay, before, limit, nil)
+	return s.DelayDueExcept(before, limit, nil)
+}
+
+// DelayDueExcept is DelayDue without the records whose id skip reports
+// (nil: none), which it neither reads nor counts toward limit.
+func (s *Store) DelayDueExcept(before time.Time, limit int, skip func(id string) bool) ([]*Record, time.Time, error) {
+	recs, next, err := s.scanTimeIndex(bucketDelay, before, limit, skip)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("store: delay due: %w", err)
 	}

@@ -465,9 +465,7 @@ func (w *writer) syncLoop() {
 			w.mu.Unlock()
 			return
 		}
-		batch := slices.Clone(w.flights)
-		clear(w.flights)
-		w.flights = w.flights[:0]
+		batch := w.takeFlights(maxWALRecord)
 		err := w.syncErr
 		w.mu.Unlock()
 		if err == nil {
@@ -487,6 +485,27 @@ func (w *writer) syncLoop() {
 		w.rcond.Broadcast()
 		w.mu.Unlock()
 	}
+}
+
+// takeFlights takes the rounds handed to the syncer, as many as one log
+// record of at most max bytes of payload holds, but at least one (w.mu
+// held).
+func (w *writer) takeFlights(max int64) []*flight {
+	n, size := 0, int64(walHeader)
+	for ; n < len(w.flights); n++ {
+		f := w.flights[n]
+		if f.logged {
+			size += int64(len(f.payload) - walHeader)
+		}
+		if n > 0 && size > walHeader+max {
+			break // the rest go in the next record
+		}
+	}
+	batch := slices.Clone(w.flights[:n])
+	rest := copy(w.flights, w.flights[n:])
+	clear(w.flights[rest:])
+	w.flights = w.flights[:rest]
+	return batch
 }
 
 // note is a batch of rounds for the notifier: durable (err nil), or failed.

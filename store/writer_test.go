@@ -375,3 +375,25 @@ func TestHookMayRead(t *testing.T) {
 		t.Fatal("a read in an OnCommit hook hangs")
 	}
 }
+
+// TestTakeFlightsBoundsTheRecord: the syncer puts no more rounds in one
+// log record than its 32-bit length holds; the rest go in the next.
+func TestTakeFlightsBoundsTheRecord(t *testing.T) {
+	round := func(n int, logged bool) *flight {
+		return &flight{logged: logged, payload: make([]byte, walHeader+n)}
+	}
+	w := &writer{}
+	w.flights = []*flight{round(60, true), round(30, true), round(500, false), round(20, true), round(200, true)}
+	var got [][]int
+	for len(w.flights) > 0 {
+		var sizes []int
+		for _, f := range w.takeFlights(100) {
+			sizes = append(sizes, len(f.payload)-walHeader)
+		}
+		got = append(got, sizes)
+	}
+	want := [][]int{{60, 30, 500}, {20}, {200}} // a round alone may exceed it
+	if !slices.EqualFunc(got, want, slices.Equal[[]int]) {
+		t.Errorf("batches %v, want %v", got, want)
+	}
+}
