@@ -484,6 +484,10 @@ func (w *writer) syncLoop() {
 		w.ncond.Signal()
 		w.rcond.Broadcast()
 		w.mu.Unlock()
+		// The notifier was just woken onto this P, which the next
+		// fdatasync would hold in a system call until the runtime takes
+		// it back (up to milliseconds): let it answer first.
+		runtime.Gosched()
 	}
 }
 
