@@ -56,20 +56,26 @@ func checkOverlayOrder(t *testing.T, step int, o *overlay, model map[string]bool
 	if !slices.Equal(got, want) {
 		t.Fatalf("step %d: ascend gave %q, want %q", step, got, want)
 	}
-	it := &ovIter{o: o, id: 1}
-	it.place(nil, true, false)
-	got = got[:0]
-	for {
-		k, ok := it.peek()
-		if !ok {
-			break
-		}
-		got = append(got, k)
-		it.pos++
-	}
+	got = iterKeys(o, nil, true, false)
 	slices.Reverse(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("step %d: backwards, the iterator gave %q, want %q", step, got, want)
+	}
+}
+
+// iterKeys returns the keys of bucket 1 that an iterator placed at from
+// (see ovIter.place) gives.
+func iterKeys(o *overlay, from []byte, incl, fwd bool) []string {
+	it := &ovIter{o: o, id: 1}
+	it.place(from, incl, fwd)
+	var keys []string
+	for {
+		k, ok := it.peek()
+		if !ok {
+			return keys
+		}
+		keys = append(keys, k)
+		it.pos++
 	}
 }
 
@@ -91,18 +97,7 @@ func checkIterFrom(t *testing.T, o *overlay, model map[string]bool) {
 				if !fwd {
 					slices.Reverse(exp)
 				}
-				it := &ovIter{o: o, id: 1}
-				it.place([]byte(from), incl, fwd)
-				var got []string
-				for {
-					k, ok := it.peek()
-					if !ok {
-						break
-					}
-					got = append(got, k)
-					it.pos++
-				}
-				if !slices.Equal(got, exp) {
+				if got := iterKeys(o, []byte(from), incl, fwd); !slices.Equal(got, exp) {
 					t.Fatalf("from %q incl %v fwd %v: got %q, want %q", from, incl, fwd, got, exp)
 				}
 			}
