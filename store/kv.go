@@ -125,11 +125,11 @@ func (o *overlay) sortedKeys() []string {
 	return o.sorted
 }
 
-// ascend calls fn on each key in order.
+// ascend calls fn on each key of a sealed overlay, in order: the
+// checkpoint's walk.
 func (o *overlay) ascend(fn func(k string, it item) bool) {
 	if !o.sealed {
-		o.ordered().Ascend(func(k string) bool { return fn(k, o.m[k]) })
-		return
+		panic("store: ascend of an overlay that still takes writes")
 	}
 	for _, k := range o.sortedKeys() {
 		if !fn(k, o.m[k]) {

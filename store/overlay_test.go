@@ -45,16 +45,14 @@ func TestOverlayOrder(t *testing.T) {
 func checkOverlayOrder(t *testing.T, step int, o *overlay, model map[string]bool) {
 	t.Helper()
 	want := slices.Sorted(maps.Keys(model))
-	var got []string
-	o.ascend(func(k string, it item) bool {
-		if string(it.v) != k {
-			t.Fatalf("step %d: %q holds %q", step, k, it.v)
+	got := iterKeys(o, nil, true, true)
+	for _, k := range got {
+		if v := o.m[k].v; string(v) != k {
+			t.Fatalf("step %d: %q holds %q", step, k, v)
 		}
-		got = append(got, k)
-		return true
-	})
+	}
 	if !slices.Equal(got, want) {
-		t.Fatalf("step %d: ascend gave %q, want %q", step, got, want)
+		t.Fatalf("step %d: forwards, the iterator gave %q, want %q", step, got, want)
 	}
 	got = iterKeys(o, nil, true, false)
 	slices.Reverse(want)
