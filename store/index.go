@@ -100,36 +100,63 @@ func (e entry) wakes() bool {
 		bytes.Equal(e.bucket, bucketReportDue)
 }
 
-// entries returns the index entries of r (none for nil).
+// entries returns the index entries of r (none for nil). Their keys and
+// values share one buffer: the writer computes entries twice per change,
+// and allocations are most of their cost.
 func entries(r *Record) []entry {
 	if r == nil {
 		return nil
 	}
-	es := make([]entry, 0, 1+len(r.Segments))
+	es := make([]entry, 0, 2+len(r.Segments))
+	size := 2 * (8 + len(r.ID))
+	for _, seg := range r.Segments {
+		if seg.SMSCID != "" {
+			size += len(seg.SMSCID) + 4 + len(r.ID)
+		}
+	}
+	buf := make([]byte, 0, size)
+	// cut returns what was appended to buf since start, capped: nothing
+	// appended to one key or value runs over the next.
+	cut := func(start int) []byte { return buf[start:len(buf):len(buf)] }
+	timeID := func(t time.Time) []byte {
+		start := len(buf)
+		buf = appendTimeIDKey(buf, t, r.ID)
+		return cut(start)
+	}
+	id := func() []byte {
+		start := len(buf)
+		buf = append(buf, r.ID...)
+		return cut(start)
+	}
 	switch {
 	case r.State == Queued:
-		es = append(es, entry{bucketDue, timeIDKey(r.NextAttempt, r.ID), []byte{}})
+		es = append(es, entry{bucketDue, timeID(r.NextAttempt), []byte{}})
 	case r.State == Submitted && !r.ReceiptsBy.IsZero():
 		// A submitted record is due when its receipts are overdue: the
 		// dispatcher ends it then, so it cannot wait forever.
-		es = append(es, entry{bucketDue, timeIDKey(r.ReceiptsBy, r.ID), []byte{}})
+		es = append(es, entry{bucketDue, timeID(r.ReceiptsBy), []byte{}})
 	case r.State == Submitting:
-		es = append(es, entry{bucketSubmitting, []byte(r.ID), []byte{}})
+		es = append(es, entry{bucketSubmitting, id(), []byte{}})
 	case r.State.Final() && !r.ReportDone:
-		es = append(es, entry{bucketReport, []byte(r.ID), []byte{}})
+		es = append(es, entry{bucketReport, id(), []byte{}})
 	case r.State.Final():
-		es = append(es, entry{bucketFinal, timeIDKey(r.FinalAt, r.ID), []byte{}})
+		es = append(es, entry{bucketFinal, timeID(r.FinalAt), []byte{}})
 	}
 	switch {
 	case r.State.Final() && !r.ReportDone,
 		!r.State.Final() && !r.DelayDone && !r.ReportNextAttempt.IsZero():
-		es = append(es, entry{bucketReportDue, timeIDKey(r.ReportNextAttempt, r.ID), []byte{}})
+		es = append(es, entry{bucketReportDue, timeID(r.ReportNextAttempt), []byte{}})
 	case !r.State.Final() && !r.DelayDone && mayWantDelay(r):
-		es = append(es, entry{bucketDelay, timeIDKey(r.Created, r.ID), []byte{}})
+		es = append(es, entry{bucketDelay, timeID(r.Created), []byte{}})
 	}
 	for i, seg := range r.Segments {
 		if seg.SMSCID != "" {
-			es = append(es, entry{bucketSMSC, []byte(seg.SMSCID), segRef(r.ID, i)})
+			start := len(buf)
+			buf = append(buf, seg.SMSCID...)
+			k := cut(start)
+			start = len(buf)
+			buf = appendSegRef(buf, r.ID, i)
+			es = append(es, entry{bucketSMSC, k, cut(start)})
 		}
 	}
 	return es
@@ -382,7 +409,12 @@ func keyTimeAt(v []byte, off int, ok bool) (time.Time, bool) {
 
 // timeIDKey is timeKey(t) ‖ id, the key of the due and parked_age indexes.
 func timeIDKey(t time.Time, id string) []byte {
-	return append(timeKey(t), id...)
+	return appendTimeIDKey(nil, t, id)
+}
+
+func appendTimeIDKey(b []byte, t time.Time, id string) []byte {
+	a := timeKeyArray(t)
+	return append(append(b, a[:]...), id...)
 }
 
 func splitTimeKey(k []byte) (time.Time, string, error) {
@@ -394,7 +426,11 @@ func splitTimeKey(k []byte) (time.Time, string, error) {
 
 // segRef is the value of the smscid index: segment index ‖ record id.
 func segRef(id string, seg int) []byte {
-	return append(binary.BigEndian.AppendUint32(nil, uint32(seg)), id...)
+	return appendSegRef(nil, id, seg)
+}
+
+func appendSegRef(b []byte, id string, seg int) []byte {
+	return append(binary.BigEndian.AppendUint32(b, uint32(seg)), id...)
 }
 
 func splitSegRef(v []byte) (id string, seg int, err error) {

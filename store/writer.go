@@ -836,6 +836,7 @@ type round struct {
 	ids     *bucketIDs
 	changes []change
 	payload []byte // walHeader bytes, then operations
+	keys    keyArena
 }
 
 type change struct {
@@ -852,7 +853,7 @@ func (r *round) reset(active *overlay, ids *bucketIDs, buf []byte, changes []cha
 }
 
 func (r *round) set(b *bucket, k []byte, it item) {
-	full := overlayKey(b.id, k)
+	full := r.keys.key(b.id, k)
 	r.t.gen++
 	old, had := r.active.set(full, it)
 	r.changes = append(r.changes, change{k: full, old: old, had: had})
@@ -867,7 +868,7 @@ func (r *round) set(b *bucket, k []byte, it item) {
 // logs its deletion.
 func (r *round) remove(b *bucket, k []byte) {
 	r.t.gen++
-	full := overlayKey(b.id, k)
+	full := r.keys.key(b.id, k)
 	old, _ := r.active.get(unsafeBytes(full))
 	r.active.unset(full)
 	r.changes = append(r.changes, change{k: full, old: old, had: true})
@@ -881,6 +882,30 @@ func overlayKey(id byte, k []byte) string {
 	b.WriteByte(id)
 	b.Write(k)
 	return b.String()
+}
+
+// keyArena carves overlay keys out of blocks. A round sets thousands of
+// keys; one allocation per block instead of one per key spares the writer
+// most of its calls to the allocator, and the GC marks one object without
+// pointers instead of each key. A key is an immutable string into a block,
+// which is only ever appended to, within its capacity; the GC keeps a block
+// as long as any of its keys, about as long as the overlay that holds them.
+type keyArena struct{ block []byte }
+
+const arenaBlock = 64 << 10
+
+// key returns the overlay key of k in bucket id (see overlayKey).
+func (a *keyArena) key(id byte, k []byte) string {
+	n := 1 + len(k)
+	if n > arenaBlock/16 {
+		return overlayKey(id, k)
+	}
+	if cap(a.block)-len(a.block) < n {
+		a.block = make([]byte, 0, arenaBlock)
+	}
+	start := len(a.block)
+	a.block = append(append(a.block, id), k...)
+	return unsafe.String(&a.block[start], n)
 }
 
 // unsafeBytes is s as a byte slice without a copy, for APIs that take
