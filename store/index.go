@@ -219,7 +219,7 @@ func (s *Store) put(tx *txn, old before, rec *Record, now time.Time) error {
 		// Not noWrite: dropShared may have written; the round is undone.
 		return fmt.Errorf("encode %s: %w", rec.ID, err)
 	}
-	if err := tx.Bucket(bucketRecords).putOwned([]byte(rec.ID), data); err != nil {
+	if err := tx.Bucket(bucketRecords).putOwned(unsafeBytes(rec.ID), data); err != nil {
 		return fmt.Errorf("put %s: %w", rec.ID, err)
 	}
 	after := entries(rec)
@@ -246,7 +246,7 @@ func (s *Store) put(tx *txn, old before, rec *Record, now time.Time) error {
 		s.counted(rec.State, +1)
 	}
 	if wake {
-		tx.OnCommit(s.subs.notify)
+		tx.OnCommit(s.wake)
 	}
 	return nil
 }
@@ -297,7 +297,7 @@ func (s *Store) writeCounts(tx *txn) error {
 
 // remove deletes rec (as stored) with its index entries and its count.
 func (s *Store) remove(tx *txn, rec *Record) error {
-	if err := tx.Bucket(bucketRecords).Delete([]byte(rec.ID)); err != nil {
+	if err := tx.Bucket(bucketRecords).Delete(unsafeBytes(rec.ID)); err != nil {
 		return fmt.Errorf("delete %s: %w", rec.ID, err)
 	}
 	if err := dropShared(tx, rec); err != nil {

@@ -261,7 +261,8 @@ func (b *bucket) Put(k, v []byte) error {
 	return b.put(k, v, false)
 }
 
-// putOwned is Put for a value that nobody changes after: it is kept as is.
+// putOwned is Put for a value that nobody changes after: it is kept as is
+// (k is still copied).
 func (b *bucket) putOwned(k, v []byte) error {
 	return b.put(k, v, true)
 }
@@ -288,7 +289,7 @@ func (b *bucket) put(k, v []byte, owned bool) error {
 	return nil
 }
 
-// Delete removes k; a key that is not there is no error. A key that only
+// Delete removes k (not kept); a key that is not there is no error. A key that only
 // the active overlay holds leaves it, with no tombstone: keys that live a
 // few rounds (an index entry of a message's short life) never reach bbolt,
 // and cursors need not step over them.

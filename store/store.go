@@ -220,6 +220,9 @@ type Store struct {
 	ids  idGen
 	bids *bucketIDs
 	subs hub
+	// wake is subs.notify, made once: put hands it to every transaction
+	// that adds work, and a method value costs an allocation each time.
+	wake func()
 	w    writer
 
 	deltas map[State]int64 // state counts changed in the writer's transaction
@@ -242,6 +245,7 @@ func Open(path string, opt Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s := &Store{db: db, opt: opt.withDefaults(), bids: newBucketIDs(allBuckets)}
+	s.wake = s.subs.notify
 	var seq, gen uint64
 	err = db.Update(func(btx *bolt.Tx) error {
 		for _, name := range allBuckets {
@@ -597,7 +601,7 @@ func putShared(tx *txn, bucket []byte, shared map[string][]byte, recs []*Record,
 			continue
 		}
 		v := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(data)), uint64(n))
-		if err := tx.Bucket(bucket).putOwned([]byte(key), append(v, data...)); err != nil {
+		if err := tx.Bucket(bucket).putOwned(unsafeBytes(key), append(v, data...)); err != nil {
 			return fmt.Errorf("%s of %s: %w", bucket, key, err)
 		}
 	}
@@ -611,10 +615,10 @@ func unrefShared(tx *txn, bucket []byte, key string) error {
 	v := b.Get([]byte(key))
 	n, w := binary.Uvarint(v)
 	if w <= 0 || n <= 1 {
-		return b.Delete([]byte(key))
+		return b.Delete(unsafeBytes(key))
 	}
 	nv := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(v)-w), n-1)
-	return b.putOwned([]byte(key), append(nv, v[w:]...))
+	return b.putOwned(unsafeBytes(key), append(nv, v[w:]...))
 }
 
 // Header returns the header block of rec's mail (for reports): rec.Header,
