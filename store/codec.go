@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -125,6 +126,14 @@ func encode(r *Record) ([]byte, error) {
 }
 
 func decode(v []byte) (*Record, error) {
+	return decodeFrom(v, false)
+}
+
+// decodeFrom is decode; stable says that v never changes nor goes away (a
+// value of an overlay): the record's strings then share its bytes instead
+// of a copy. Its byte slices are copies all the same, since their owner
+// may change them.
+func decodeFrom(v []byte, stable bool) (*Record, error) {
 	if len(v) > 0 && v[0] == '{' {
 		rec := new(Record)
 		if err := json.Unmarshal(v, rec); err != nil {
@@ -140,7 +149,10 @@ func decode(v []byte) (*Record, error) {
 	// the byte slices cover disjoint ranges of it, and the slices are
 	// capped, so a caller that changes or appends to a byte slice never
 	// changes a string.
-	d := decoder{data: append([]byte(nil), v[1:]...)}
+	d := decoder{data: v[1:], copyBytes: stable}
+	if !stable {
+		d.data = append([]byte(nil), d.data...)
+	}
 	if len(d.data) > 0 {
 		d.str = unsafe.String(&d.data[0], len(d.data))
 	}
@@ -253,6 +265,8 @@ type decoder struct {
 	str  string // the same bytes as data
 	off  int
 	err  error
+	// copyBytes makes bytes return copies: data is not the decoder's own.
+	copyBytes bool
 }
 
 func (d *decoder) fail(err error) {
@@ -325,6 +339,9 @@ func (d *decoder) bytes() []byte {
 	start, end, ok := d.span()
 	if !ok {
 		return nil
+	}
+	if d.copyBytes {
+		return bytes.Clone(d.data[start:end]) // empty, not nil, for an empty field
 	}
 	return d.data[start:end:end]
 }

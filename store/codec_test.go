@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"path/filepath"
 	"reflect"
@@ -58,14 +59,41 @@ func TestCodecRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := decode(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tc.rec) {
-				t.Errorf("decode(encode(r)) =\n%+v\nwant\n%+v", got, tc.rec)
+			for _, stable := range []bool{false, true} {
+				got, err := decodeFrom(data, stable)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, tc.rec) {
+					t.Errorf("decodeFrom(encode(r), %v) =\n%+v\nwant\n%+v", stable, got, tc.rec)
+				}
 			}
 		})
+	}
+}
+
+// TestDecodeStableKeepsValue: a record decoded from an overlay's value
+// shares its strings with it, but a caller that changes the record's byte
+// slices must not change the value (the overlay's, and bbolt's after the
+// checkpoint).
+func TestDecodeStableKeepsValue(t *testing.T) {
+	data, err := encode(fullRecord())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := bytes.Clone(data)
+	rec, err := decodeFrom(data, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{rec.Header, rec.Original, rec.Segments[0].Payload} {
+		for i := range b {
+			b[i] ^= 0xff
+		}
+	}
+	rec.Segments[0].Payload = append(rec.Segments[0].Payload, "more"...)
+	if !bytes.Equal(data, before) {
+		t.Fatal("changing a decoded record's bytes changed the value it came from")
 	}
 }
 
@@ -123,6 +151,10 @@ func FuzzDecode(f *testing.F) {
 		rec2, err := decode(again)
 		if err != nil || !reflect.DeepEqual(rec, rec2) {
 			t.Fatalf("re-encoded record differs: %v", err)
+		}
+		shared, err := decodeFrom(data, true)
+		if err != nil || !reflect.DeepEqual(rec, shared) {
+			t.Fatalf("decoding in place differs: %v", err)
 		}
 	})
 }

@@ -352,13 +352,14 @@ func contains(es []entry, e entry) bool {
 	return false
 }
 
-// load reads and decodes record id (a private copy).
+// load reads and decodes record id (a private copy: its strings may share
+// an overlay's value, which never changes).
 func load(tx *txn, id string) (*Record, error) {
-	v := tx.Bucket(bucketRecords).Get([]byte(id))
+	v, stable := tx.Bucket(bucketRecords).lookup([]byte(id))
 	if v == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
-	rec, err := decode(v)
+	rec, err := decodeFrom(v, stable)
 	if err != nil {
 		return nil, fmt.Errorf("record %s: %w", id, err)
 	}

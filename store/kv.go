@@ -238,8 +238,16 @@ func (b *bucket) key(k []byte) []byte {
 // Get returns the value of k, or nil. The value must not be changed, and is
 // valid for the life of the transaction.
 func (b *bucket) Get(k []byte) []byte {
+	v, _ := b.lookup(k)
+	return v
+}
+
+// lookup is Get, and tells whether the value is an overlay's: such a value
+// is never changed, and lives as long as anyone refers to it, beyond the
+// transaction.
+func (b *bucket) lookup(k []byte) (v []byte, stable bool) {
 	if b.t.layers == nil {
-		return b.b.Get(k)
+		return b.b.Get(k), false
 	}
 	probe := b.key(k)
 	for _, o := range b.t.layers {
@@ -248,12 +256,12 @@ func (b *bucket) Get(k []byte) []byte {
 		}
 		if it, ok := o.get(probe); ok {
 			if it.del {
-				return nil
+				return nil, false
 			}
-			return it.v
+			return it.v, true
 		}
 	}
-	return b.boltGet(k)
+	return b.boltGet(k), false
 }
 
 // Put sets k to v. Both are copied.
