@@ -129,10 +129,16 @@ func decode(v []byte) (*Record, error) {
 	return decodeFrom(v, false)
 }
 
+// maxShared bounds the records whose strings decodeFrom shares with the
+// value (a typical record is about 1 KB).
+const maxShared = 4 << 10
+
 // decodeFrom is decode; stable says that v never changes nor goes away (a
-// value of an overlay): the record's strings then share its bytes instead
-// of a copy. Its byte slices are copies all the same, since their owner
-// may change them.
+// value of an overlay). The record's strings then share v's bytes instead
+// of a copy; its byte slices are copies all the same, since their owner
+// may change them. A large record (one that carries its mail, RET=FULL to
+// one recipient) is copied whole instead: its strings would keep all of v
+// alive beside the copied bytes.
 func decodeFrom(v []byte, stable bool) (*Record, error) {
 	if len(v) > 0 && v[0] == '{' {
 		rec := new(Record)
@@ -144,13 +150,13 @@ func decodeFrom(v []byte, stable bool) (*Record, error) {
 	if len(v) == 0 || v[0] != codecV1 {
 		return nil, fmt.Errorf("decode: unknown record encoding %q", v[:min(len(v), 1)])
 	}
-	// One copy of the data backs every string and byte slice of the
-	// record: one allocation instead of one per field. The strings and
-	// the byte slices cover disjoint ranges of it, and the slices are
-	// capped, so a caller that changes or appends to a byte slice never
-	// changes a string.
-	d := decoder{data: v[1:], copyBytes: stable}
-	if !stable {
+	d := decoder{data: v[1:], copyBytes: stable && len(v) <= maxShared}
+	if !d.copyBytes {
+		// One copy of the data backs every string and byte slice of
+		// the record: one allocation instead of one per field. The
+		// strings and the byte slices cover disjoint ranges of it, and
+		// the slices are capped, so a caller that changes or appends to
+		// a byte slice never changes a string.
 		d.data = append([]byte(nil), d.data...)
 	}
 	if len(d.data) > 0 {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -219,5 +220,38 @@ func TestMigrateLayout1(t *testing.T) {
 	s.w.view(func(tx *txn) error { version = string(tx.Bucket(bucketMeta).Get(keyVersion)); return nil })
 	if version != layoutVersion {
 		t.Errorf("version %q", version)
+	}
+}
+
+// TestDecodeSharesOnlySmallRecords: a typical record read from an overlay
+// shares the value's bytes (the point of decodeFrom), a large one does not
+// (it would pin the value beside its copied byte slices).
+func TestDecodeSharesOnlySmallRecords(t *testing.T) {
+	tests := []struct {
+		name     string
+		original int
+		shares   bool
+	}{
+		{"typical", 20, true},
+		{"carries its mail", 64 << 10, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := fullRecord()
+			r.Original = bytes.Repeat([]byte("x"), tc.original)
+			data, err := encode(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := decodeFrom(data, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := uintptr(unsafe.Pointer(unsafe.StringData(rec.ID)))
+			start := uintptr(unsafe.Pointer(&data[0]))
+			if shares := p >= start && p < start+uintptr(len(data)); shares != tc.shares {
+				t.Errorf("record of %d bytes shares the value's bytes: %v, want %v", len(data), shares, tc.shares)
+			}
+		})
 	}
 }
