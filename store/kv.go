@@ -297,10 +297,10 @@ func (b *bucket) put(k, v []byte, owned bool) error {
 	return nil
 }
 
-// Delete removes k (not kept); a key that is not there is no error. A key that only
-// the active overlay holds leaves it, with no tombstone: keys that live a
-// few rounds (an index entry of a message's short life) never reach bbolt,
-// and cursors need not step over them.
+// Delete removes k (not kept); a key that is not there is no error. A key
+// that only the active overlay holds leaves it, with no tombstone: keys
+// that live a few rounds (an index entry of a message's short life) never
+// reach bbolt, and cursors need not step over them.
 func (b *bucket) Delete(k []byte) error {
 	switch {
 	case b.t.layers == nil:
