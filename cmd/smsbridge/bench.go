@@ -309,11 +309,11 @@ func runBenchOnce(ctx context.Context, o benchOptions, stderr io.Writer) (*bench
 		g.startMeasuring()
 	}
 	var wg sync.WaitGroup
-	for range o.sessions {
+	for i := range o.sessions {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			(&session{g: g}).run()
+			(&session{g: g, phase: phase(i, o.sessions, g.interval)}).run()
 		}()
 	}
 	sessionsDone := make(chan struct{})

@@ -235,6 +235,20 @@ type session struct {
 	body []byte
 	lat  []uint32 // DATA→250 of measured mails, merged at the end
 	rcpt uint64
+	// phase delays the session's first mail under --rate (see phase).
+	phase time.Duration
+}
+
+// phase is when session i of n sends its first mail under --rate, after
+// the start: the sessions' sends are spread evenly over one interval. Had
+// they all started at once, each would send at the same instants, and the
+// server would see bursts of one mail per session (50 at once) instead of
+// the rate asked for: the latencies measured would be those of the bursts.
+func phase(i, n int, interval time.Duration) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	return interval * time.Duration(i) / time.Duration(n)
 }
 
 var errReply = errors.New("unexpected reply")
@@ -255,7 +269,7 @@ func (s *session) run() {
 		}
 		g.data250.addBatch(s.lat)
 	}()
-	due := time.Now()
+	due := time.Now().Add(s.phase)
 	for {
 		token, measured, ok := g.take()
 		if !ok {

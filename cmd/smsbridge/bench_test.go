@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smsbridge/smsbridge/smppout/smsctest"
 )
@@ -183,5 +184,34 @@ func TestParseMix(t *testing.T) {
 		if _, err := parseMix(bad); err == nil {
 			t.Errorf("parseMix(%q) took it", bad)
 		}
+	}
+}
+
+// TestPhaseSpreadsSessions: under --rate the sessions' first sends are
+// spread evenly over one interval, so that the server sees the rate asked
+// for, not a burst of one mail per session.
+func TestPhaseSpreadsSessions(t *testing.T) {
+	tests := []struct {
+		n        int
+		interval time.Duration
+	}{
+		{1, time.Second},
+		{4, 100 * time.Millisecond},
+		{50, 62500 * time.Microsecond}, // 800 mails/s over 50 sessions
+	}
+	for _, tc := range tests {
+		gap := tc.interval / time.Duration(tc.n)
+		for i := range tc.n {
+			got := phase(i, tc.n, tc.interval)
+			if want := time.Duration(i) * gap; got < want-time.Microsecond || got > want+time.Microsecond {
+				t.Errorf("phase(%d, %d, %v) = %v, want %v", i, tc.n, tc.interval, got, want)
+			}
+			if got < 0 || got >= tc.interval {
+				t.Errorf("phase(%d, %d, %v) = %v, outside one interval", i, tc.n, tc.interval, got)
+			}
+		}
+	}
+	if got := phase(3, 10, 0); got != 0 {
+		t.Errorf("without --rate, phase = %v, want 0", got)
 	}
 }
