@@ -633,6 +633,10 @@ func gatherCounters(reg *prometheus.Registry) map[string]float64 {
 	return out
 }
 
+// bindWait bounds the wait for an external smsbridge to bind to the
+// simulator: a reconnect back-off grows to a minute by default.
+const bindWait = 90 * time.Second
+
 // startExternal targets a running smsbridge, with the simulator and the
 // sink when asked.
 func startExternal(o benchOptions, g *generator) (*benchTarget, error) {
@@ -652,6 +656,16 @@ func startExternal(o benchOptions, g *generator) (*benchTarget, error) {
 		}
 		closers = append(closers, func() { sim.Close() })
 		t.receipt = o.receipts
+		// The load waits for smsbridge to bind, as in-process: mails
+		// accepted before would wait for its reconnect back-off (up to
+		// BackoffMax), and their DATA→submit_sm measure that wait.
+		ctx, cancel := context.WithTimeout(context.Background(), bindWait)
+		err := sim.WaitBinds(ctx, 1)
+		cancel()
+		if err != nil {
+			t.close()
+			return nil, fmt.Errorf("smsbridge did not bind to the simulator on %s in %v", o.simListen, bindWait)
+		}
 	}
 	if o.sinkListen != "" {
 		sink, err := startReportSink(o.sinkListen, g)
