@@ -76,7 +76,12 @@ By default it starts smsbridge, the SMSC simulator and a report sink in
 this process (CPU and RSS are then the whole process, load generator
 included). With --smtp it targets a running smsbridge instead: give
 --admin to read its counters, CPU and RSS from /metrics, --sim-listen to
-serve it as its SMSC, and --sink-listen to be its smarthost.
+serve it as its SMSC (the load starts once it has bound), and
+--sink-listen to be its smarthost.
+
+With --rate, the sessions' sends are spread evenly over time: each session
+sends once per sessions/rate seconds, the sessions a fraction of that
+apart.
 
 `)
 		fs.PrintDefaults()
