@@ -639,8 +639,9 @@ func gatherCounters(reg *prometheus.Registry) map[string]float64 {
 }
 
 // bindWait bounds the wait for an external smsbridge to bind to the
-// simulator: a reconnect back-off grows to a minute by default.
-const bindWait = 90 * time.Second
+// simulator: a reconnect back-off grows to a minute by default. (A var:
+// tests shorten it.)
+var bindWait = 90 * time.Second
 
 // startExternal targets a running smsbridge, with the simulator and the
 // sink when asked.

@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"github.com/smsbridge/smsbridge/smppout"
+	"log/slog"
 	"math"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -213,5 +217,50 @@ func TestPhaseSpreadsSessions(t *testing.T) {
 	}
 	if got := phase(3, 10, 0); got != 0 {
 		t.Errorf("without --rate, phase = %v, want 0", got)
+	}
+}
+
+// TestExternalWaitsForBind: against a running smsbridge, the load starts
+// only once smsbridge has bound to the bench's simulator (mails accepted
+// before would wait out its reconnect back-off, and DATA→submit_sm would
+// measure that), and a smsbridge that never binds is an error.
+func TestExternalWaitsForBind(t *testing.T) {
+	old := bindWait
+	bindWait = 300 * time.Millisecond
+	t.Cleanup(func() { bindWait = old })
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	o := benchOptions{smtp: "127.0.0.1:1", simListen: addr, receipts: true}
+
+	if _, err := startExternal(o, newGenerator(o.smtp, nil)); err == nil || !strings.Contains(err.Error(), "did not bind") {
+		t.Fatalf("nobody binds: startExternal = %v, want a bind error", err)
+	}
+
+	bindWait = 10 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The client's first dial fails (nothing listens yet); it binds after
+	// its back-off, well after startExternal starts the simulator.
+	c := smppout.New(smppout.Config{Addr: addr, SystemID: "bench", Password: "bench",
+		BackoffMin: 300 * time.Millisecond, BackoffMax: 300 * time.Millisecond},
+		func(context.Context, smppout.Receipt) error { return nil }, slog.New(slog.DiscardHandler))
+	go c.Run(ctx)
+	time.Sleep(50 * time.Millisecond)
+	tg, err := startExternal(o, newGenerator(o.smtp, nil))
+	if err != nil {
+		t.Fatalf("a client binds: %v", err)
+	}
+	defer tg.close()
+	// The simulator counts the bind as it answers it; the client notes
+	// it a moment later.
+	for deadline := time.Now().Add(50 * time.Millisecond); !c.Bound(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("startExternal returned before the client bound")
+		}
 	}
 }
