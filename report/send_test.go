@@ -1,9 +1,11 @@
 package report
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -271,5 +273,108 @@ func TestOutboxSendCancelled(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("%d files written after cancel", len(entries))
+	}
+}
+
+// scriptedSmarthost serves one session by hand, offering PIPELINING or
+// not, and reports how the envelope arrived: with pipelining, RCPT and
+// DATA must arrive before MAIL is answered (it waits for them, and a
+// client that waited for its reply would time out); without, nothing may
+// follow a command before its reply.
+func scriptedSmarthost(t *testing.T, pipelining bool) (addr string, done <-chan error) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		conn, err := l.Accept()
+		l.Close()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		errc <- serveScript(conn, pipelining)
+	}()
+	return l.Addr().String(), errc
+}
+
+func serveScript(conn net.Conn, pipelining bool) error {
+	r := bufio.NewReader(conn)
+	line := func() (string, error) {
+		s, err := r.ReadString('\n')
+		return strings.TrimRight(s, "\r\n"), err
+	}
+	io.WriteString(conn, "220 script ESMTP\r\n")
+	for {
+		l, err := line()
+		if err != nil {
+			return err
+		}
+		switch {
+		case strings.HasPrefix(l, "EHLO "):
+			caps := "250-script\r\n"
+			if pipelining {
+				caps += "250-PIPELINING\r\n"
+			}
+			io.WriteString(conn, caps+"250 8BITMIME\r\n")
+		case strings.HasPrefix(l, "MAIL FROM:<>"):
+			if !pipelining {
+				time.Sleep(20 * time.Millisecond)
+				if r.Buffered() > 0 {
+					return errors.New("the client sent more before MAIL's reply")
+				}
+				io.WriteString(conn, "250 ok\r\n")
+				if l, err = line(); err != nil || !strings.HasPrefix(l, "RCPT TO:") {
+					return fmt.Errorf("want RCPT, got %q (%v)", l, err)
+				}
+				io.WriteString(conn, "250 ok\r\n")
+				if l, err = line(); err != nil || l != "DATA" {
+					return fmt.Errorf("want DATA, got %q (%v)", l, err)
+				}
+				io.WriteString(conn, "354 go on\r\n")
+			} else {
+				conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+				rcpt, err1 := line()
+				data, err2 := line()
+				if err := errors.Join(err1, err2); err != nil || !strings.HasPrefix(rcpt, "RCPT TO:") || data != "DATA" {
+					return fmt.Errorf("want RCPT and DATA before MAIL's reply, got %q %q (%v)", rcpt, data, err)
+				}
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				io.WriteString(conn, "250 ok\r\n250 ok\r\n354 go on\r\n")
+			}
+			for l != "." {
+				if l, err = line(); err != nil {
+					return err
+				}
+			}
+			io.WriteString(conn, "250 queued\r\n")
+		case l == "QUIT":
+			io.WriteString(conn, "221 bye\r\n")
+			return nil
+		default:
+			return fmt.Errorf("unexpected %q", l)
+		}
+	}
+}
+
+// Reports pipeline their envelope when the smarthost offers PIPELINING
+// (RFC 2920), and wait for each reply when it does not.
+func TestSMTPSendPipelinesEnvelope(t *testing.T) {
+	for _, pipelining := range []bool{true, false} {
+		addr, done := scriptedSmarthost(t, pipelining)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// No pool: the session ends with QUIT after the report.
+		err := (SMTP{Addr: addr, Helo: "sms.localhost"}).Send(ctx, "alice@example.com", buildBase(t))
+		cancel()
+		if err != nil {
+			t.Errorf("pipelining %v: %v", pipelining, err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("pipelining %v: smarthost: %v", pipelining, err)
+		}
 	}
 }
