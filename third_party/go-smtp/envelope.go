@@ -37,7 +37,9 @@ func (e *EnvelopeError) Unwrap() error { return e.Err }
 // A refused command gives an *EnvelopeError that names it, wrapping the
 // server's *SMTPError; any other error (the connection's, or a bad
 // argument, found before anything is sent) is returned as is. All
-// recipients must be accepted: the first refusal ends the transaction.
+// recipients must be accepted: the first refusal ends the attempt, and the
+// server may still hold the transaction's MAIL, so call Reset before the
+// next one.
 func (c *Client) SendEnvelope(from string, opts *MailOptions, to []string, rcptOpts []*RcptOptions) (*DataCommand, error) {
 	if len(to) == 0 {
 		return nil, errors.New("smtp: SendEnvelope without recipients")
