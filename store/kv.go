@@ -37,16 +37,20 @@ type item struct {
 // overlay holds the writes of many rounds: the items by key (bucket id ‖
 // key) for lookups, and the keys in order for cursors. Lookups and
 // replacements, most of the writer's work, cost a map access. A new key
-// goes to pending, unordered; it joins the B-tree only when a cursor or a
-// checkpoint needs the order. Most of a message's index keys live a few
-// rounds and are deleted before that; and a checkpoint orders its frozen
-// overlay in its own goroutine, beside the writer.
+// goes to its bucket's pending list, unordered; it joins the B-tree only
+// when a cursor over that bucket needs the order. Most of a message's
+// index keys live a few rounds and are deleted before that; the buckets
+// read only by key (records, SMSC ids, the duplicate filter) never need
+// it, though the dispatcher's scans of the due queue run after every
+// commit; and a checkpoint orders its frozen overlay in its own
+// goroutine, beside the writer.
 type overlay struct {
 	m    map[string]item
 	keys *btree.BTreeG[string]
-	// pending holds the keys set since the last ordering, in no order;
-	// some may since have been unset, or be set twice.
-	pending []string
+	// pending holds, by bucket id, the keys set since that bucket was
+	// last ordered, in no order; some may since have been unset, or be
+	// set twice.
+	pending [][]string
 	// sealed is set, with omu held, when the overlay gets no more writes
 	// (frozen, or the last active one at Close); sorted then holds its
 	// keys in order, made once, in place of keys and pending.
@@ -79,7 +83,11 @@ func (o *overlay) set(k string, it item) (old item, had bool) {
 		return old, true
 	}
 	o.m[k] = it
-	o.pending = append(o.pending, k)
+	id := int(k[0])
+	if id >= len(o.pending) {
+		o.pending = append(o.pending, make([][]string, id+1-len(o.pending))...)
+	}
+	o.pending[id] = append(o.pending[id], k)
 	return item{}, false
 }
 
@@ -89,22 +97,24 @@ func (o *overlay) unset(k string) {
 	o.keys.Delete(k) // a no-op while k is only pending
 }
 
-// ordered brings the B-tree up to date: every key of m is in it.
-func (o *overlay) ordered() *btree.BTreeG[string] {
+// ordered brings the B-tree up to date for bucket id: every key of m in
+// that bucket is in it.
+func (o *overlay) ordered(id byte) *btree.BTreeG[string] {
 	o.order.Lock()
 	defer o.order.Unlock()
-	if len(o.pending) == 0 {
+	if int(id) >= len(o.pending) || len(o.pending[id]) == 0 {
 		return o.keys
 	}
 	// Sorted, the inserts walk the tree's nodes in order.
-	slices.Sort(o.pending)
-	for _, k := range o.pending {
+	pending := o.pending[id]
+	slices.Sort(pending)
+	for _, k := range pending {
 		if _, ok := o.m[k]; ok {
 			o.keys.ReplaceOrInsert(k)
 		}
 	}
-	clear(o.pending)
-	o.pending = o.pending[:0]
+	clear(pending)
+	o.pending[id] = pending[:0]
 	return o.keys
 }
 
@@ -611,9 +621,9 @@ func (it *ovIter) load(start string, incl bool) {
 		for ; i >= 0 && visit(keys[i]); i-- {
 		}
 	case it.fwd:
-		it.o.ordered().AscendGreaterOrEqual(start, visit)
+		it.o.ordered(it.id).AscendGreaterOrEqual(start, visit)
 	default:
-		it.o.ordered().DescendLessOrEqual(start, visit)
+		it.o.ordered(it.id).DescendLessOrEqual(start, visit)
 	}
 	if len(it.keys) < ovBatch {
 		it.end = true
