@@ -1,6 +1,6 @@
 // Package admin serves smsbridge's operations listener: health checks,
-// Prometheus metrics, a JSON API over the queue, and a read-only status
-// page.
+// Prometheus metrics, a JSON API over the queue, a read-only status page,
+// and, if asked for, Go's profiles (net/http/pprof).
 package admin
 
 import (
@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +57,11 @@ type Config struct {
 	Ready func() bool
 	// Gatherer is what /metrics serves; nil serves the default registry.
 	Gatherer prometheus.Gatherer
+	// Pprof serves Go's runtime profiles under /debug/pprof/ (heap, CPU,
+	// goroutines, allocations), behind the same token as the rest: what an
+	// operator needs to tell why the process grows or spins. Off by
+	// default: a CPU profile costs the gateway while it runs.
+	Pprof bool
 	Now      func() time.Time
 }
 
@@ -103,6 +109,15 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/counts", s.counts)
 	s.mux.HandleFunc("GET /api/inbound", s.listInbound)
 	s.mux.HandleFunc("GET /{$}", s.statusPage)
+	if s.cfg.Pprof {
+		// Registered on our mux: importing net/http/pprof also puts them
+		// on http.DefaultServeMux, which nothing here serves.
+		s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 }
 
 // ServeHTTP checks the bearer token, then serves.

@@ -122,3 +122,28 @@ func TestNotReady(t *testing.T) {
 		t.Errorf("/readyz = %d while nothing is bound", code)
 	}
 }
+
+// Profiles are served only when asked for, and behind the token.
+func TestPprof(t *testing.T) {
+	off, _, _ := setup(t, Config{Gatherer: prometheus.NewRegistry()})
+	if code, _ := do(t, "GET", off.URL+"/debug/pprof/heap", ""); code != 404 {
+		t.Errorf("/debug/pprof/heap without Pprof: %d, want 404", code)
+	}
+	on, _, _ := setup(t, Config{Pprof: true, Token: "s3cret", Gatherer: prometheus.NewRegistry()})
+	for _, tc := range []struct {
+		path, token string
+		code        int
+		has         string
+	}{
+		{"/debug/pprof/heap?debug=1", "", 401, ""},
+		{"/debug/pprof/heap?debug=1", "s3cret", 200, "heap profile"},
+		{"/debug/pprof/goroutine?debug=1", "s3cret", 200, "goroutine profile"},
+		{"/debug/pprof/", "s3cret", 200, "allocs"},
+		{"/debug/pprof/cmdline", "s3cret", 200, ""},
+	} {
+		code, body := do(t, "GET", on.URL+tc.path, tc.token)
+		if code != tc.code || !strings.Contains(body, tc.has) {
+			t.Errorf("%s with token %q: %d, want %d with %q", tc.path, tc.token, code, tc.code, tc.has)
+		}
+	}
+}

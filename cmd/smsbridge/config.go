@@ -30,7 +30,10 @@ type Config struct {
 	AdminAddr     string   `toml:"admin_addr"`
 	// AdminToken is the bearer token of the admin API (or env
 	// SMSBRIDGE_ADMIN_TOKEN); required when admin_addr is not loopback.
-	AdminToken      string   `toml:"admin_token"`
+	AdminToken string `toml:"admin_token"`
+	// AdminPprof serves Go's profiles under /debug/pprof/ on the admin
+	// listener, behind admin_token like the rest.
+	AdminPprof      bool     `toml:"admin_pprof"`
 	TrustedNetworks []string `toml:"trusted_networks"`
 	Hostname        string   `toml:"hostname"`
 	SourceAddr      string   `toml:"source_addr"`

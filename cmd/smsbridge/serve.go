@@ -285,6 +285,7 @@ func (a *app) run(ctx context.Context) error {
 			Routes:   a.routes,
 			Ready:    a.rs.anyBound,
 			Gatherer: a.reg,
+			Pprof:    a.cfg.AdminPprof,
 		}, a.st, a.log.With("component", "admin"))
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		g.Go(func() error {
