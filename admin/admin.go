@@ -62,7 +62,7 @@ type Config struct {
 	// operator needs to tell why the process grows or spins. Off by
 	// default: a CPU profile costs the gateway while it runs.
 	Pprof bool
-	Now      func() time.Time
+	Now   func() time.Time
 }
 
 // Server is the admin HTTP handler.
