@@ -39,11 +39,12 @@ type item struct {
 // replacements, most of the writer's work, cost a map access. A new key
 // goes to its bucket's pending list, unordered; it joins the B-tree only
 // when a cursor over that bucket needs the order. Most of a message's
-// index keys live a few rounds and are deleted before that; the buckets
-// read only by key (records, SMSC ids, the duplicate filter) never need
-// it, though the dispatcher's scans of the due queue run after every
-// commit; and a checkpoint orders its frozen overlay in its own
-// goroutine, beside the writer.
+// index keys live a few rounds and are deleted before that. The
+// dispatcher scans the due queue after every commit, but the records,
+// SMSC ids and the duplicate filter, read by key on the message's path
+// (by cursor only for the admin API and the purge), stay unordered
+// meanwhile. A checkpoint orders its frozen overlay in its own goroutine,
+// beside the writer.
 type overlay struct {
 	m    map[string]item
 	keys *btree.BTreeG[string]
