@@ -117,6 +117,7 @@ type Store interface {
 	ReportsDueExcept(now time.Time, limit int, skip func(id string) bool) ([]*store.Record, time.Time, error)
 	DelayDueExcept(before time.Time, limit int, skip func(id string) bool) ([]*store.Record, time.Time, error)
 	Changed() <-chan struct{}
+	DueChanged() <-chan struct{}
 	Recover(now time.Time) (int, error)
 	Submitting(limit int) ([]string, error)
 	Purge(ctx context.Context, now time.Time) (int, error)

@@ -21,7 +21,9 @@ const boundPoll = 100 * time.Millisecond
 const idleWait = time.Minute
 
 func (b *Bridge) dispatchLoop(ctx context.Context) error {
-	changed := b.st.Changed()
+	// The due queue's changes only: a record become final is the report
+	// loop's business, and would only cost a scan here.
+	changed := b.st.DueChanged()
 	done := make(chan struct{}, 1)
 	sem := make(chan struct{}, b.cfg.Workers)
 	var wg sync.WaitGroup

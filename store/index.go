@@ -96,9 +96,12 @@ func (e entry) equal(o entry) bool {
 // wakes reports whether adding e may give the dispatcher or the reporter
 // work (see Changed).
 func (e entry) wakes() bool {
-	return bytes.Equal(e.bucket, bucketDue) || bytes.Equal(e.bucket, bucketReport) ||
+	return e.wakesDue() || bytes.Equal(e.bucket, bucketReport) ||
 		bytes.Equal(e.bucket, bucketReportDue)
 }
+
+// wakesDue reports whether putting e may give the dispatcher work.
+func (e entry) wakesDue() bool { return bytes.Equal(e.bucket, bucketDue) }
 
 // entries returns the index entries of r (none for nil). Their keys and
 // values share one buffer: the writer computes entries twice per change,
@@ -230,7 +233,7 @@ func (s *Store) put(tx *txn, old before, rec *Record, now time.Time) error {
 			}
 		}
 	}
-	wake := false
+	wake, wakeDue := false, false
 	for _, e := range after {
 		if contains(old.entries, e) {
 			continue
@@ -240,13 +243,17 @@ func (s *Store) put(tx *txn, old before, rec *Record, now time.Time) error {
 			return fmt.Errorf("index %s of %s: %w", e.bucket, rec.ID, err)
 		}
 		wake = wake || e.wakes()
+		wakeDue = wakeDue || e.wakesDue()
 	}
 	if old.state != rec.State {
 		s.counted(old.state, -1)
 		s.counted(rec.State, +1)
 	}
-	if wake {
-		tx.OnCommit(s.wake)
+	switch {
+	case wakeDue:
+		tx.OnCommit(s.wakeDue)
+	case wake:
+		tx.OnCommit(s.wakeReports)
 	}
 	return nil
 }

@@ -215,15 +215,17 @@ func (o Options) withDefaults() Options {
 
 // Store is an open bbolt file.
 type Store struct {
-	db   *bolt.DB
-	opt  Options
-	ids  idGen
-	bids *bucketIDs
-	subs hub
-	// wake is subs.notify, made once: put hands it to every transaction
-	// that adds work, and a method value costs an allocation each time.
-	wake func()
-	w    writer
+	db      *bolt.DB
+	opt     Options
+	ids     idGen
+	bids    *bucketIDs
+	subs    hub // every change that adds work (Changed)
+	dueSubs hub // changes of the due queue only (DueChanged)
+	// wakeDue and wakeReports are made once: put hands one to every
+	// transaction that adds work, and a method value costs an allocation
+	// each time.
+	wakeDue, wakeReports func()
+	w                    writer
 
 	deltas map[State]int64 // state counts changed in the writer's transaction
 	// newestDedup is the newest dedup generation written (Unix ns): after
@@ -245,7 +247,8 @@ func Open(path string, opt Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s := &Store{db: db, opt: opt.withDefaults(), bids: newBucketIDs(allBuckets)}
-	s.wake = s.subs.notify
+	s.wakeDue = func() { s.subs.notify(); s.dueSubs.notify() }
+	s.wakeReports = s.subs.notify
 	var seq, gen uint64
 	err = db.Update(func(btx *bolt.Tx) error {
 		for _, name := range allBuckets {
@@ -1073,7 +1076,13 @@ func (s *Store) Counts() (map[State]int, error) {
 // registers a subscriber per call. The channels are never closed.
 func (s *Store) Changed() <-chan struct{} { return s.subs.subscribe() }
 
-// hub is the broadcast behind Changed.
+// DueChanged is Changed for the due queue alone: records added, set (back)
+// to Queued or given a new NextAttempt; not a record become final. The
+// dispatcher, which reads only the due queue, would otherwise scan it
+// again for every report that became due.
+func (s *Store) DueChanged() <-chan struct{} { return s.dueSubs.subscribe() }
+
+// hub is the broadcast behind Changed and DueChanged.
 type hub struct {
 	mu   sync.Mutex
 	subs []chan struct{}

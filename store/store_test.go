@@ -433,32 +433,44 @@ func TestListAndCounts(t *testing.T) {
 	}
 }
 
+// TestChangedNotifies: Changed wakes its subscribers after each commit
+// that adds work; DueChanged only after those that change the due queue.
 func TestChangedNotifies(t *testing.T) {
 	s, _ := openTemp(t, Options{Now: newClock().Now})
 	subs := []<-chan struct{}{s.Changed(), s.Changed()}
+	due := s.DueChanged()
 	r := record("+491511234567", 1)
 
 	steps := []struct {
-		name string
-		do   func() error
-		want bool
+		name          string
+		do            func() error
+		want, wantDue bool
 	}{
-		{"add", func() error { return s.Add(context.Background(), []*Record{r}) }, true},
-		{"submitted: nothing due or reportable", func() error { _, err := s.Update(r.ID, submit("C")); return err }, false},
-		{"intermediate receipt", func() error { _, _, err := s.ApplyReceipt(Receipt{SMSCID: "C1", Stat: "ENROUTE"}); return err }, false},
+		{"add", func() error { return s.Add(context.Background(), []*Record{r}) }, true, true},
+		{"submitted: nothing due or reportable", func() error { _, err := s.Update(r.ID, submit("C")); return err }, false, false},
+		{"intermediate receipt", func() error { _, _, err := s.ApplyReceipt(Receipt{SMSCID: "C1", Stat: "ENROUTE"}); return err }, false, false},
 		{"back to queued", func() error {
 			_, err := s.Update(r.ID, func(r *Record) error { r.State = Queued; return nil })
 			return err
-		}, true},
+		}, true, true},
 		{"new next attempt", func() error {
 			_, err := s.Update(r.ID, func(r *Record) error { r.NextAttempt = t0.Add(time.Minute); return nil })
 			return err
-		}, true},
-		{"final receipt", func() error { _, _, err := s.ApplyReceipt(Receipt{SMSCID: "C1", Stat: "DELIVRD"}); return err }, true},
+		}, true, true},
+		{"submitted again", func() error { _, err := s.Update(r.ID, submit("C")); return err }, false, false},
+		{"final receipt: reportable, not due", func() error { _, _, err := s.ApplyReceipt(Receipt{SMSCID: "C1", Stat: "DELIVRD"}); return err }, true, false},
 		{"report done", func() error {
 			_, err := s.Update(r.ID, func(r *Record) error { r.ReportDone = true; return nil })
 			return err
-		}, false},
+		}, false, false},
+	}
+	woken := func(c <-chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
@@ -466,16 +478,12 @@ func TestChangedNotifies(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i, c := range subs {
-				select {
-				case <-c:
-					if !st.want {
-						t.Errorf("subscriber %d woken", i)
-					}
-				default:
-					if st.want {
-						t.Errorf("subscriber %d not woken", i)
-					}
+				if got := woken(c); got != st.want {
+					t.Errorf("Changed subscriber %d woken: %v, want %v", i, got, st.want)
 				}
+			}
+			if got := woken(due); got != st.wantDue {
+				t.Errorf("DueChanged woken: %v, want %v", got, st.wantDue)
 			}
 		})
 	}
