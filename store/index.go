@@ -93,15 +93,14 @@ func (e entry) equal(o entry) bool {
 	return bytes.Equal(e.bucket, o.bucket) && bytes.Equal(e.key, o.key) && bytes.Equal(e.val, o.val)
 }
 
-// wakes reports whether adding e may give the dispatcher or the reporter
-// work (see Changed).
-func (e entry) wakes() bool {
-	return e.wakesDue() || bytes.Equal(e.bucket, bucketReport) ||
-		bytes.Equal(e.bucket, bucketReportDue)
-}
-
-// wakesDue reports whether putting e may give the dispatcher work.
+// wakesDue reports whether putting e may give the dispatcher work (see
+// DueChanged), and wakesReports whether it may give the report loop work
+// (see Changed, which both wake).
 func (e entry) wakesDue() bool { return bytes.Equal(e.bucket, bucketDue) }
+
+func (e entry) wakesReports() bool {
+	return bytes.Equal(e.bucket, bucketReport) || bytes.Equal(e.bucket, bucketReportDue)
+}
 
 // entries returns the index entries of r (none for nil). Their keys and
 // values share one buffer: the writer computes entries twice per change,
@@ -233,7 +232,7 @@ func (s *Store) put(tx *txn, old before, rec *Record, now time.Time) error {
 			}
 		}
 	}
-	wake, wakeDue := false, false
+	wakeDue, wakeReports := false, false
 	for _, e := range after {
 		if contains(old.entries, e) {
 			continue
@@ -242,8 +241,8 @@ func (s *Store) put(tx *txn, old before, rec *Record, now time.Time) error {
 		if err := tx.Bucket(e.bucket).putOwned(e.key, e.val); err != nil {
 			return fmt.Errorf("index %s of %s: %w", e.bucket, rec.ID, err)
 		}
-		wake = wake || e.wakes()
 		wakeDue = wakeDue || e.wakesDue()
+		wakeReports = wakeReports || e.wakesReports()
 	}
 	if old.state != rec.State {
 		s.counted(old.state, -1)
@@ -252,7 +251,7 @@ func (s *Store) put(tx *txn, old before, rec *Record, now time.Time) error {
 	switch {
 	case wakeDue:
 		tx.OnCommit(s.wakeDue)
-	case wake:
+	case wakeReports:
 		tx.OnCommit(s.wakeReports)
 	}
 	return nil
