@@ -120,15 +120,21 @@ func (s *Server) routes() {
 	}
 }
 
-// ServeHTTP checks the bearer token, then serves.
+// ServeHTTP checks the bearer token, then serves. The two probes never ask
+// for it: they tell only whether the process runs and whether a route is
+// bound, and the callers that need them (Docker's HEALTHCHECK through
+// `smsbridge healthcheck`, a load balancer, a readiness probe) seldom can
+// send a header.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Token != "" && r.URL.Path != "/healthz" && !s.authorized(r) {
+	if s.cfg.Token != "" && !probe(r.URL.Path) && !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="smsbridge"`)
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
 }
+
+func probe(path string) bool { return path == "/healthz" || path == "/readyz" }
 
 func (s *Server) authorized(r *http.Request) bool {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")

@@ -105,6 +105,7 @@ func TestToken(t *testing.T) {
 		code        int
 	}{
 		{"/healthz", "", 200},
+		{"/readyz", "", 200},
 		{"/api/records", "", 401},
 		{"/api/records", "wrong", 401},
 		{"/api/records", "s3cret", 200},

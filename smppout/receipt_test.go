@@ -132,6 +132,40 @@ func TestSourceAddr(t *testing.T) {
 	}
 }
 
+// ValidSource is the configuration's rule, and everything it lets through
+// encodes.
+func TestValidSource(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"", true},
+		{"+491511234567", true},
+		{"+123456789012345", true},   // 15 digits: E.164's most
+		{"+1234567890123456", false}, // 16
+		{"+", false},
+		{"+49 151", false},
+		{"12345", true},
+		{"12345678901234567890", true},   // 20 digits: source_addr's most
+		{"123456789012345678901", false}, // 21
+		{"ACME", true},
+		{"Shop 24", true},
+		{"A.B-C_D&E", true},
+		{"ABCDEFGHIJK", true},   // 11
+		{"ABCDEFGHIJKL", false}, // 12
+		{"Café", false},
+		{"ACME!", false},
+		{"a\x00b", false},
+	} {
+		if got := ValidSource(tc.in); got != tc.want {
+			t.Errorf("ValidSource(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+		if _, _, _, err := sourceAddr(tc.in, SourceTypes{}); tc.want && err != nil {
+			t.Errorf("ValidSource(%q), but sourceAddr: %v", tc.in, err)
+		}
+	}
+}
+
 func TestSubmitBodyLongUsesMessagePayload(t *testing.T) {
 	long := make([]byte, 300)
 	body, err := submitBody(Submit{Dest: "+491", ShortMessage: long}, Config{})

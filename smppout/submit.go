@@ -58,6 +58,31 @@ func sourceAddr(s string, over SourceTypes) (ton, npi byte, addr string, err err
 // maxShortCode: a digit sender this short is a short code, not a number.
 const maxShortCode = 8
 
+// maxE164 is the most digits of an international number (ITU-T E.164 §6.1).
+const maxE164 = 15
+
+// ValidSource reports whether s is a sender id that the configuration may
+// set: "+" and up to 15 digits (an E.164 number), up to 20 digits (a
+// national number or a short code: what source_addr holds), or up to 11
+// letters, digits, spaces and ". - _ &" (an alphanumeric sender, which
+// must also be sayable in the GSM 7-bit alphabet: TS 23.040 §9.1.2.5). The
+// empty string, the SMSC's default sender, is valid too. sourceAddr takes
+// more (any short enough text); this is the rule for what we write down.
+func ValidSource(s string) bool {
+	switch {
+	case s == "":
+		return true
+	case strings.HasPrefix(s, "+"):
+		return isDigits(s[1:]) && len(s)-1 <= maxE164
+	case isDigits(s):
+		return len(s) <= maxAddr
+	}
+	return len(s) <= maxAlpha && strings.Trim(s, alphaSource) == ""
+}
+
+// alphaSource are the characters of an alphanumeric sender.
+const alphaSource = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 .-_&"
+
 // destAddr is always international ISDN, 1/1, digits without "+".
 func destAddr(s string) (string, error) {
 	d := strings.TrimPrefix(s, "+")

@@ -5,6 +5,7 @@ import (
 	"io"
 	"runtime/debug"
 	"slices"
+	"strings"
 
 	"github.com/BurntSushi/toml"
 )
@@ -13,9 +14,19 @@ import (
 // effective configuration (defaults, then FILE, then the environment), with
 // secrets masked, or every error with its line and key. The server refuses
 // to start on the same errors.
+const checkConfigUsage = `usage: smsbridge check-config [FILE]
+
+Prints the effective configuration of FILE (or of the defaults and the
+environment without one), secrets masked; or every error with its line and
+key, and exits 1. The server refuses to start on the same errors.`
+
 func runCheckConfig(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 1 {
-		fmt.Fprintln(stderr, "usage: smsbridge check-config [FILE]")
+	switch {
+	case len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help"):
+		fmt.Fprintln(stdout, checkConfigUsage)
+		return 0
+	case len(args) > 1 || len(args) == 1 && strings.HasPrefix(args[0], "-"):
+		fmt.Fprintln(stderr, checkConfigUsage)
 		return 2
 	}
 	var flags []string

@@ -562,11 +562,11 @@ func (c *Config) validate() error {
 	default:
 		bad("report_delivery", "%q is not \"\" (outbox) or \"mx\"", c.ReportDelivery)
 	}
-	if !validSource(c.SourceAddr) {
-		bad("source_addr", "%q is not a sender id: up to 11 letters/digits, or + and up to 15 digits", c.SourceAddr)
+	if !smppout.ValidSource(c.SourceAddr) {
+		bad("source_addr", "%q is not a sender id: up to 11 letters, digits, spaces or . - _ &; + and up to 15 digits; or up to 20 digits", c.SourceAddr)
 	}
 	for i, r := range c.Routes {
-		if r.SourceAddr != "" && !validSource(r.SourceAddr) {
+		if r.SourceAddr != "" && !smppout.ValidSource(r.SourceAddr) {
 			bad(fmt.Sprintf("routes[%d].source_addr", i), "%q is not a sender id", r.SourceAddr)
 		}
 	}
@@ -706,19 +706,6 @@ func validPrefix(p string) bool {
 		}
 	}
 	return true
-}
-
-// validSource is what smppout can send as source_addr: alphanumeric up to
-// 11 characters (3GPP TS 23.040 §9.1.2.5), or digits (with "+") up to 20.
-func validSource(s string) bool {
-	if s == "" {
-		return true // the SMSC's default
-	}
-	digits := strings.TrimPrefix(s, "+")
-	if digits != "" && strings.Trim(digits, "0123456789") == "" {
-		return len(digits) <= 20
-	}
-	return len(s) <= 11 && strings.TrimLeft(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 .-_&") == ""
 }
 
 // routeEncoding is how texts are encoded for route r: the [convert] and

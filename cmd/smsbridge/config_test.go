@@ -117,6 +117,30 @@ func TestCheckConfig(t *testing.T) {
 	}
 }
 
+// --help is help, and another flag a usage error, not a file to read.
+func TestCheckConfigFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		status int
+		out    string // in stdout, or else in stderr
+	}{
+		{[]string{"--help"}, 0, "usage: smsbridge check-config"},
+		{[]string{"-h"}, 0, "usage: smsbridge check-config"},
+		{[]string{"--config"}, 2, "usage: smsbridge check-config"},
+		{[]string{"a.toml", "b.toml"}, 2, "usage: smsbridge check-config"},
+	} {
+		var out, errOut strings.Builder
+		status := runCheckConfig(tc.args, &out, &errOut)
+		got := errOut.String()
+		if tc.status == 0 {
+			got = out.String()
+		}
+		if status != tc.status || !strings.Contains(got, tc.out) {
+			t.Errorf("check-config %q: status %d, stdout %q, stderr %q", tc.args, status, out.String(), errOut.String())
+		}
+	}
+}
+
 func TestMaskNumber(t *testing.T) {
 	for in, want := range map[string]string{
 		"+14155550123":             "+1415555xxxx",

@@ -19,7 +19,7 @@ import (
 	"github.com/smsbridge/smsbridge/store"
 )
 
-const queueUsage = `usage: smsbridge queue [flags] list [--state S] [--to NUMBER] [--from ADDR] [--limit N] [--before ID]
+const queueUsage = `usage: smsbridge queue [flags] list [--state S] [--to NUMBER] [--from ADDR] [--since T] [--until T] [--limit N] [--before ID]
        smsbridge queue [flags] show ID
        smsbridge queue [flags] retry ID    make a queued record due now
        smsbridge queue [flags] cancel ID   end a record that is not final

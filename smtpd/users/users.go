@@ -14,7 +14,8 @@
 //	senders       envelope senders the user may use: "local@domain", "@domain"
 //	              (or "*@domain"), "<>" for the null sender, "*" for any; default any
 //	source        sender id shown on the phone: up to 11 letters, digits, ".", "-",
-//	              "_" or "&", or "+" and up to 15 digits; default the route's
+//	              "_" or "&"; "+" and up to 15 digits; or up to 20 digits (a
+//	              national number, a short code); default the route's
 //	prefixes      destination prefixes the user may send to ("+49", "+4915");
 //	              default any (the server's allow and deny lists still apply)
 //	max_segments  segment cap for the user's mails (at most the server's)
@@ -42,6 +43,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/smsbridge/smsbridge/smppout"
 	"github.com/smsbridge/smsbridge/smtpd/ratelimit"
 )
 
@@ -293,8 +295,8 @@ func (u *User) set(key, val string) error {
 			u.Senders = append(u.Senders, p)
 		}
 	case "source":
-		if !validSource(val) {
-			return fmt.Errorf("%q: want up to 11 letters, digits, . - _ &, or + and up to 15 digits", val)
+		if val == "" || !smppout.ValidSource(val) {
+			return fmt.Errorf("%q: want up to 11 letters, digits, . - _ &; + and up to 15 digits; or up to 20 digits", val)
 		}
 		u.Source = val
 	case "prefixes":
@@ -315,21 +317,6 @@ func (u *User) set(key, val string) error {
 		return fmt.Errorf("unknown key")
 	}
 	return nil
-}
-
-func validSource(s string) bool {
-	if digits, ok := strings.CutPrefix(s, "+"); ok {
-		return len(digits) >= 1 && len(digits) <= 15 && strings.Trim(digits, "0123456789") == ""
-	}
-	if s == "" || len(s) > 11 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_&", r)) {
-			return false
-		}
-	}
-	return true
 }
 
 // CheckPrefix accepts an E.164 prefix: "+" and 1 to 15 digits.
