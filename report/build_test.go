@@ -542,3 +542,14 @@ func TestParseReadsBuild(t *testing.T) {
 		t.Error("Parse accepted a plain message")
 	}
 }
+
+// BenchmarkBuild is one success report, the kind a gateway sends most.
+func BenchmarkBuild(b *testing.B) {
+	r := base()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Build(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
