@@ -169,6 +169,26 @@ func TestNoReportLoops(t *testing.T) {
 	}
 }
 
+// TestReportToQuotedSender: a sender whose local part needed quotes gets
+// its report at the same mailbox, quoted again in the envelope and in To
+// (go-smtp hands us the local part unquoted).
+func TestReportToQuotedSender(t *testing.T) {
+	g := startGateway(t, gatewayOpts{sc: smsctest.Config{Outcomes: failing}})
+	fail := []dsnRcpt{{"+14155550291@sms.test", &smtp.RcptOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifyFailure}}}}
+	g.mail(t, `"john doe"@corp.test`, nil, fail, "From: John <x@corp.test>\r\nSubject: q\r\nMessage-ID: <q1@corp.test>\r\n\r\nhi\r\n")
+	g.settle(t, 1)
+	msgs, err := g.sink.Wait(waitCtx(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := msgs[0].To; len(got) != 1 || got[0] != "john doe@corp.test" {
+		t.Errorf("report to %q, want the mailbox john doe@corp.test", got)
+	}
+	if want := "\r\nTo: \"john doe\"@corp.test\r\n"; !strings.Contains(string(msgs[0].Data), want) {
+		t.Errorf("report header lacks %q:\n%s", want, msgs[0].Data)
+	}
+}
+
 // TestReportsOfOneMailShareOneReport: recipients of one mail that are
 // final together get one report with a block each.
 func TestReportsOfOneMailShareOneReport(t *testing.T) {

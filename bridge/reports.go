@@ -293,10 +293,12 @@ func (b *Bridge) finalReport(ctx context.Context, group []*store.Record) {
 	}
 }
 
-// deliver builds rep and sends it to rcpt. A report carrying the whole
-// original that the server cannot take (no 8BITMIME or SMTPUTF8) goes
-// again with the original's header only.
+// deliver builds rep and sends it to rcpt. A report that the server cannot
+// take as it is goes again as it can: without 8BITMIME, with the
+// original's header only and its UTF-8 parts quoted-printable (RFC 6533
+// §6); without SMTPUTF8, with the original's header only.
 func (b *Bridge) deliver(ctx context.Context, rcpt string, rep report.Report) error {
+	rcpt = report.Mailbox(rcpt) // a quoted local part gets its quotes back
 	msg, err := report.Build(rep)
 	if err != nil {
 		return err // ErrInvalid: permanent
@@ -304,9 +306,10 @@ func (b *Bridge) deliver(ctx context.Context, rcpt string, rep report.Report) er
 	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
 	defer cancel()
 	err = b.out.Send(ctx, rcpt, msg)
-	if rep.Original != nil && (errors.Is(err, report.ErrNo8BitMIME) || errors.Is(err, report.ErrNoSMTPUTF8)) {
-		b.log.Info("report: server cannot take the original, sending its header only", "to", rcpt, "err", err)
-		rep.Original = nil
+	no8bit := errors.Is(err, report.ErrNo8BitMIME)
+	if (no8bit && !rep.SevenBit) || (rep.Original != nil && errors.Is(err, report.ErrNoSMTPUTF8)) {
+		b.log.Info("report: the server cannot take it as it is, sending it 7-bit or with the original's header only", "to", rcpt, "err", err)
+		rep.Original, rep.SevenBit = nil, rep.SevenBit || no8bit
 		if msg, err = report.Build(rep); err != nil {
 			return err
 		}
@@ -461,7 +464,7 @@ func (b *Bridge) baseReport(rec *store.Record) report.Report {
 	return report.Report{
 		ReportingMTA:  b.cfg.ReportingMTA,
 		From:          "Mail Delivery System <" + b.cfg.Postmaster + ">",
-		To:            rec.From,
+		To:            report.Mailbox(rec.From),
 		EnvID:         rec.EnvID,
 		Arrival:       rec.Created,
 		Now:           b.cfg.Now(),

@@ -133,21 +133,33 @@ func TestBuildWireFormat(t *testing.T) {
 	}{"long lines", long})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			msg, err := Build(tc.r)
-			if err != nil {
-				t.Fatal(err)
+			for _, sevenBit := range []bool{false, true} {
+				r := tc.r
+				r.SevenBit = sevenBit
+				msg, err := Build(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkWire(t, msg, sevenBit)
 			}
-			checkWire(t, msg)
 		})
 	}
 }
 
 // checkWire asserts CRLF line ends, lines of at most 998 octets, and 7-bit
-// content (our test reports have ASCII From and To).
-func checkWire(t *testing.T, msg []byte) {
+// content (our test reports have ASCII From and To) unless the report says
+// 8bit at the top, as it must when it has 8-bit octets (RFC 2045 §6.4);
+// with sevenBit (the path is 7-bit only), 7-bit content in any case. Every
+// part with 8-bit octets must be labelled 8bit too.
+func checkWire(t *testing.T, msg []byte, sevenBit bool) {
 	t.Helper()
 	if !bytes.HasSuffix(msg, []byte("\r\n")) {
 		t.Error("message does not end in CRLF")
+	}
+	head, _, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
+	eightBit := bytes.Contains(head, []byte("\r\nContent-Transfer-Encoding: 8bit"))
+	if sevenBit && eightBit {
+		t.Error("a report for a 7-bit path says 8bit")
 	}
 	for i, line := range bytes.Split(msg, []byte("\r\n")) {
 		if bytes.ContainsAny(line, "\r\n") {
@@ -156,10 +168,31 @@ func checkWire(t *testing.T, msg []byte) {
 		if len(line) > maxLine {
 			t.Errorf("line %d is %d octets long", i+1, len(line))
 		}
-		if !isASCII(string(line)) {
-			t.Errorf("line %d is not ASCII: %q", i+1, line)
+		if !eightBit && !isASCII(string(line)) {
+			t.Errorf("line %d is not ASCII, and the report does not say 8bit: %q", i+1, line)
 		}
 	}
+	if !eightBit {
+		return
+	}
+	// Each part's own label: 8-bit octets only under "8bit".
+	boundary := msgBoundary(t, head)
+	for _, p := range bytes.Split(msg, []byte("\r\n--"+boundary))[1:] {
+		ph, body, _ := bytes.Cut(p, []byte("\r\n\r\n"))
+		if !isASCII(string(body)) && !bytes.Contains(ph, []byte("Content-Transfer-Encoding: 8bit")) {
+			t.Errorf("a part has 8-bit octets and is not labelled 8bit:\n%s", ph)
+		}
+	}
+}
+
+func msgBoundary(t *testing.T, head []byte) string {
+	t.Helper()
+	_, rest, ok := bytes.Cut(head, []byte("boundary="))
+	if !ok {
+		t.Fatalf("no boundary in\n%s", head)
+	}
+	b, _, _ := bytes.Cut(rest, []byte("\r\n"))
+	return strings.Trim(strings.TrimSuffix(strings.TrimSpace(string(b)), ";"), `"`)
 }
 
 // TestBuildStructure reads the report with go-message alone (not Parse).

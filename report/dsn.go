@@ -18,7 +18,7 @@ func (r Report) parts() ([]part, error) {
 	if orig, ok := originalPart(r.Original, r.OrigUTF8); ok {
 		parts = append(parts, orig)
 	} else if hdr := crlfLines(r.OrigHeader); hdr != nil {
-		parts = append(parts, headersPart(hdr))
+		parts = append(parts, headersPart(hdr, r.SevenBit))
 	}
 	return parts, nil
 }
@@ -71,7 +71,8 @@ func (r Report) global() bool {
 // statusPart is the message/delivery-status part (RFC 3464 §2.1): the
 // per-message fields, a blank line, the per-recipient fields. Plain
 // message/delivery-status must be 7bit ASCII (RFC 2045 §6.4), so the global
-// variant is used, quoted-printable, when a field is not.
+// variant is used when a field is not: 8bit, which RFC 6533 §6.1 requires
+// unless the path is 7-bit only (SevenBit), where it goes quoted-printable.
 func (r Report) statusPart() (part, error) {
 	var body bytes.Buffer
 	if err := writeFields(&body, r.perMessage()); err != nil {
@@ -88,7 +89,7 @@ func (r Report) statusPart() (part, error) {
 	if r.global() {
 		h = newHeader(
 			"Content-Type", "message/global-delivery-status",
-			"Content-Transfer-Encoding", "quoted-printable",
+			"Content-Transfer-Encoding", utf8Encoding(body.Bytes(), r.SevenBit),
 		)
 	}
 	return part{header: h, body: body.Bytes()}, nil
@@ -146,18 +147,37 @@ func writeFields(w *bytes.Buffer, kv []string) error {
 }
 
 // headersPart returns the original header (RFC 6522 text/rfc822-headers),
-// or message/global-headers (RFC 6533 §6.3) if it is not ASCII. A header
-// that cannot go as 7bit is sent quoted-printable.
-func headersPart(hdr []byte) part {
-	t := "text/rfc822-headers"
-	if !isASCII(string(hdr)) {
-		t = "message/global-headers"
-	}
-	if !needsEncoding(hdr) {
-		return part{header: newHeader("Content-Type", t), body: hdr}
+// or message/global-headers (RFC 6533 §6.3) if it is not ASCII, which
+// goes 8bit unless sevenBit. A header that cannot go as it is (a line over
+// 998 octets, a NUL) is sent quoted-printable.
+func headersPart(hdr []byte, sevenBit bool) part {
+	if isASCII(string(hdr)) {
+		if !needsEncoding(hdr) {
+			return part{header: newHeader("Content-Type", "text/rfc822-headers"), body: hdr}
+		}
+		return part{header: newHeader(
+			"Content-Type", "text/rfc822-headers",
+			"Content-Transfer-Encoding", "quoted-printable",
+		), body: hdr}
 	}
 	return part{header: newHeader(
-		"Content-Type", t,
-		"Content-Transfer-Encoding", "quoted-printable",
+		"Content-Type", "message/global-headers",
+		"Content-Transfer-Encoding", utf8Encoding(hdr, sevenBit),
 	), body: hdr}
+}
+
+// utf8Encoding is the Content-Transfer-Encoding of a UTF-8 message/global-*
+// part: 8bit, as RFC 6533 §6 asks, unless the path is 7-bit only or a line
+// could not go 8bit (over 998 octets, or a NUL: RFC 2045 §2.8); then
+// quoted-printable, which go-message applies when the part is written.
+func utf8Encoding(b []byte, sevenBit bool) string {
+	if sevenBit {
+		return "quoted-printable"
+	}
+	for _, line := range bytes.Split(b, []byte("\r\n")) {
+		if len(line) > maxLine || bytes.IndexByte(line, 0) >= 0 {
+			return "quoted-printable"
+		}
+	}
+	return "8bit"
 }

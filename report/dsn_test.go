@@ -86,7 +86,7 @@ func TestBuildDSNFields(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkWire(t, msg)
+			checkWire(t, msg, false)
 			p, err := Parse(msg)
 			if err != nil {
 				t.Fatal(err)
@@ -131,6 +131,7 @@ func TestBuildOriginalEncodings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			checkWire(t, msg, false) // an 8bit part makes the report 8bit
 			p, err := Parse(msg)
 			if err != nil {
 				t.Fatal(err)

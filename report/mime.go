@@ -85,6 +85,17 @@ func (r Report) topHeader(id, boundary, reportType string) message.Header {
 	return newHeader(kv...)
 }
 
+// eightBit reports whether a part is 8bit, which makes the multipart that
+// holds it 8bit too (RFC 2045 §6.4).
+func eightBit(parts []part) bool {
+	for _, p := range parts {
+		if strings.EqualFold(p.header.Get("Content-Transfer-Encoding"), "8bit") {
+			return true
+		}
+	}
+	return false
+}
+
 // reportType is the RFC 6522 report-type: the subtype of the second part.
 func reportType(parts []part) string {
 	return strings.TrimPrefix(parts[1].mediaType(), "message/")

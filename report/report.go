@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/emersion/go-message"
@@ -52,6 +53,13 @@ type Report struct {
 	// An 8-bit original makes the report 8-bit: see SMTP.Send.
 	Original []byte
 	OrigUTF8 bool
+
+	// SevenBit says the path to To is 7-bit only (the smarthost does not
+	// offer 8BITMIME): the UTF-8 parts (message/global-delivery-status,
+	// message/global-headers) then go quoted-printable instead of 8bit,
+	// which RFC 6533 §6 allows only there. The bridge sets it when a
+	// report comes back with ErrNo8BitMIME.
+	SevenBit bool
 
 	// The SMS.
 	OrigRcpt    string // ORCPT (RFC 3461) as "rfc822;addr", "" if none
@@ -127,8 +135,10 @@ func (r Report) action() Action {
 //
 // If a delivery-status field (FinalRcpt, OrigRcpt, EnvID, Diagnostic) is
 // not ASCII, the second part is message/global-delivery-status (RFC 6533
-// §6.1), quoted-printable encoded, with the "utf-8" address type; likewise a
-// non-ASCII OrigHeader is sent as message/global-headers (RFC 6533 §6.3).
+// §6.1), 8bit (quoted-printable if SevenBit), with the "utf-8" address
+// type; likewise a non-ASCII OrigHeader is sent as message/global-headers
+// (RFC 6533 §6.3). A report with an 8bit part says so at the top (RFC 2045
+// §6.4: a multipart's encoding is its parts' widest).
 func Build(r Report) ([]byte, error) {
 	r = r.cleaned()
 	if err := r.validate(); err != nil {
@@ -145,7 +155,14 @@ func Build(r Report) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return assemble(r.topHeader(id, boundaryFor(id, parts), reportType(parts)), parts)
+	msg, err := assemble(r.topHeader(id, boundaryFor(id, parts), reportType(parts)), parts)
+	if err != nil || !eightBit(parts) {
+		return msg, err
+	}
+	// go-message drops a multipart's Content-Transfer-Encoding, so it goes
+	// in here, last in the top header (which ends at the first empty line).
+	end := bytes.Index(msg, []byte("\r\n\r\n")) + 2
+	return slices.Concat(msg[:end], []byte("Content-Transfer-Encoding: 8bit\r\n"), msg[end:]), nil
 }
 
 // assemble writes the top header and the parts through go-message's
