@@ -303,7 +303,7 @@ func TestDelayReport(t *testing.T) {
 	wantUntil := asked.Created.Add(48 * time.Hour).Format("Mon, 02 Jan 2006 15:04:05 -0700")
 	f := b[0].fields
 	if f["Action"] != "delayed" || f["Status"] != "4.4.7" || f["Will-Retry-Until"] != wantUntil ||
-		f["Diagnostic-Code"] != "smpp; stat=ENROUTE err=000" || b[0].envID != "D-1" ||
+		f["Diagnostic-Code"] != "X-SMPP; stat=ENROUTE err=000" || b[0].envID != "D-1" ||
 		!strings.HasPrefix(b[0].header["Subject"], "Delayed: slow") || b[0].thirdType != "text/rfc822-headers" {
 		t.Errorf("delay report %+v, want Will-Retry-Until %s", b[0], wantUntil)
 	}

@@ -214,7 +214,7 @@ func TestBuildStructure(t *testing.T) {
 		{"failed with ORCPT and ENVID", failedWithEnvelope(), "failed", "5.0.0",
 			"rfc822; +14155550123@sms.localhost", "rfc822;+14155550123@sms.localhost", "QQ314159",
 			"message/delivery-status", "text/rfc822-headers",
-			[]string{"could not be delivered", "smpp; stat=UNDELIV err=001"}, "Message-ID: <orig-1@example.com>"},
+			[]string{"could not be delivered", "X-SMPP; stat=UNDELIV err=001"}, "Message-ID: <orig-1@example.com>"},
 		{"non-ASCII text survives quoted-printable", delayedNonASCII(), "delayed", "4.4.1",
 			"rfc822; +14155550123@sms.localhost", "", "",
 			"message/delivery-status", "text/rfc822-headers",
@@ -246,7 +246,7 @@ func TestBuildStructure(t *testing.T) {
 			checkFields(t, "per-message", perMsg, want)
 			want = map[string]string{
 				"Original-Recipient": tc.orcpt, "Final-Recipient": tc.final,
-				"Action": tc.action, "Status": tc.stat, "Diagnostic-Code": tc.r.Diagnostic,
+				"Action": tc.action, "Status": tc.stat, "Diagnostic-Code": "X-SMPP" + strings.TrimPrefix(tc.r.Diagnostic, "smpp"),
 				"Last-Attempt-Date": "Fri, 14 Mar 2025 09:27:35 +0000",
 			}
 			checkFields(t, "per-recipient", perRcpt, want)
@@ -503,12 +503,15 @@ func TestBuildRepairsOptionalFields(t *testing.T) {
 		envID, orcpt string
 		diagnostic   string
 	}{
-		{"CRLF in ENVID drops it", func(r *Report) { r.EnvID = "a\r\nAction: delivered" }, "", "", "smpp; stat=DELIVRD err=000"},
-		{"non-ASCII ENVID drops it", func(r *Report) { r.EnvID = "é" }, "", "", "smpp; stat=DELIVRD err=000"},
-		{"LF in ORCPT drops it", func(r *Report) { r.OrigRcpt = "rfc822;a@b\nStatus: 2.0.0" }, "", "", "smpp; stat=DELIVRD err=000"},
-		{"CRLF in Diagnostic becomes spaces", func(r *Report) { r.Diagnostic = "smpp; x\r\nStatus: 2.0.0" }, "", "", "smpp; x  Status: 2.0.0"},
+		{"CRLF in ENVID drops it", func(r *Report) { r.EnvID = "a\r\nAction: delivered" }, "", "", "X-SMPP; stat=DELIVRD err=000"},
+		{"non-ASCII ENVID drops it", func(r *Report) { r.EnvID = "é" }, "", "", "X-SMPP; stat=DELIVRD err=000"},
+		{"LF in ORCPT drops it", func(r *Report) { r.OrigRcpt = "rfc822;a@b\nStatus: 2.0.0" }, "", "", "X-SMPP; stat=DELIVRD err=000"},
+		{"CRLF in Diagnostic becomes spaces", func(r *Report) { r.Diagnostic = "smpp; x\r\nStatus: 2.0.0" }, "", "", "X-SMPP; x  Status: 2.0.0"},
 		{"Diagnostic without a type gets one", func(r *Report) { r.Diagnostic = "submit: connection refused" }, "", "", "X-Smsbridge; submit: connection refused"},
-		{"valid fields kept", func(r *Report) { r.EnvID, r.OrigRcpt = "E1", "rfc822;a@b" }, "E1", "rfc822;a@b", "smpp; stat=DELIVRD err=000"},
+		{"an unregistered type gets X-", func(r *Report) { r.Diagnostic = "foo ; bar" }, "", "", "X-FOO ; bar"},
+		{"smtp is registered", func(r *Report) { r.Diagnostic = "smtp; 550 5.1.1 no such user" }, "", "", "smtp; 550 5.1.1 no such user"},
+		{"an X- type is kept", func(r *Report) { r.Diagnostic = "x-local; y" }, "", "", "x-local; y"},
+		{"valid fields kept", func(r *Report) { r.EnvID, r.OrigRcpt = "E1", "rfc822;a@b" }, "E1", "rfc822;a@b", "X-SMPP; stat=DELIVRD err=000"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

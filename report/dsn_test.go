@@ -77,7 +77,7 @@ func TestBuildDSNFields(t *testing.T) {
 		{"two recipients share one report", twoRecipients(), "Undeliverable: Lunch?",
 			[]map[string]string{
 				{"Final-Recipient": "rfc822; +14155550123@sms.localhost", "Original-Recipient": "rfc822;boss@example.com", "Action": "delivered", "Status": "2.0.0"},
-				{"Final-Recipient": "rfc822; +14155550124@sms.localhost", "Original-Recipient": "", "Action": "failed", "Status": "5.7.1", "Diagnostic-Code": "smpp; stat=REJECTD err=011"},
+				{"Final-Recipient": "rfc822; +14155550124@sms.localhost", "Original-Recipient": "", "Action": "failed", "Status": "5.7.1", "Diagnostic-Code": "X-SMPP; stat=REJECTD err=011"},
 			}, "text/rfc822-headers", "Subject: Lunch?"},
 	}
 	for _, tc := range tests {

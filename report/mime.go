@@ -199,17 +199,28 @@ func cleanOrigRcpt(s string) string {
 	return s
 }
 
+// cleanDiagnostic makes s an RFC 3464 §2.3.6 Diagnostic-Code: one line,
+// starting with a diagnostic-type. IANA registers only "smtp"; any other
+// type, such as the "smpp" of our SMSC's answers, takes the "X-" that
+// RFC 3464 keeps for types not registered with IANA ("X-SMPP; stat=UNDELIV";
+// sendmail says "X-Unix" for its local deliveries),
+// and a text without a type becomes "X-Smsbridge; text".
 func cleanDiagnostic(s string) string {
 	s = oneLine(s)
-	if s != "" && !diagTypeRe.MatchString(s) {
+	m := diagTypeRe.FindStringSubmatch(s)
+	switch {
+	case s == "":
+	case m == nil:
 		s = "X-Smsbridge; " + s
+	case !strings.EqualFold(m[1], "smtp") && !strings.HasPrefix(strings.ToUpper(m[1]), "X-"):
+		s = "X-" + strings.ToUpper(m[1]) + s[len(m[1]):]
 	}
 	return s
 }
 
 // diagTypeRe matches the "diagnostic-type ;" start of an RFC 3464 §2.3.6
 // Diagnostic-Code.
-var diagTypeRe = regexp.MustCompile(`^[A-Za-z0-9-]+ *;`)
+var diagTypeRe = regexp.MustCompile(`^([A-Za-z0-9-]+) *;`)
 
 func printableASCII(s string) bool {
 	for i := 0; i < len(s); i++ {

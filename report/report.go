@@ -129,9 +129,10 @@ func (r Report) action() Action {
 //
 // EnvID and OrigRcpt are left out if malformed (control characters, or a
 // non-printable ENVID, RFC 3461 §4.4); control characters in Diagnostic
-// become spaces and one without a "type;" gets "X-Smsbridge; " (RFC 3464
-// §2.3.6). A malformed From, To, FinalRcpt or a bad Action or Status is an
-// error wrapping ErrInvalid.
+// become spaces, one without a "type;" gets "X-Smsbridge; " (RFC 3464
+// §2.3.6), and a type IANA does not register gets "X-" ("smpp; …" becomes
+// "X-SMPP; …"). A malformed From, To, FinalRcpt or a bad Action or Status
+// is an error wrapping ErrInvalid.
 //
 // If a delivery-status field (FinalRcpt, OrigRcpt, EnvID, Diagnostic) is
 // not ASCII, the second part is message/global-delivery-status (RFC 6533
