@@ -1054,14 +1054,19 @@ func (c *Conn) handleBdat(arg string) {
 		var r *io.PipeReader
 		r, c.bdatPipe = io.Pipe()
 
-		c.dataResult = make(chan error, 1)
+		// smsbridge patch: the goroutine answers on its own channel. It
+		// used to send on c.dataResult as it stood when Data returned, so
+		// a transfer aborted by RSET could hand its ErrDataReset to the
+		// next message's BDAT LAST (a 554 for a mail that was taken).
+		result := make(chan error, 1)
+		c.dataResult = result
 
 		go func() {
 			defer func() {
 				if err := recover(); err != nil {
 					c.handlePanic(err, c.bdatStatus)
 
-					c.dataResult <- errPanic
+					result <- errPanic
 					r.CloseWithError(errPanic)
 				}
 			}()
@@ -1081,7 +1086,7 @@ func (c *Conn) handleBdat(arg string) {
 				}
 			}
 
-			c.dataResult <- err
+			result <- err
 			r.CloseWithError(err)
 		}()
 	}
@@ -1124,6 +1129,7 @@ func (c *Conn) handleBdat(arg string) {
 		c.bdatPipe.Close()
 
 		err := <-c.dataResult
+		c.bdatPipe, c.dataResult = nil, nil // done: reset has nothing to end
 
 		if c.server.LMTP {
 			c.bdatStatus.fillRemaining(err)
@@ -1144,6 +1150,24 @@ func (c *Conn) handleBdat(arg string) {
 		c.flush() // smsbridge patch: the message's reply goes at once
 	} else {
 		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Continue")
+	}
+}
+
+// abortBdat ends a BDAT transfer in progress (smsbridge patch): the
+// backend's Data reads ErrDataReset, and abortBdat waits for it to return,
+// so that it never runs beside the next transaction's commands on the same
+// session. Not under c.locker: Data may call c.Session, which takes it.
+func (c *Conn) abortBdat() {
+	c.locker.Lock()
+	pipe := c.bdatPipe
+	c.bdatPipe = nil
+	c.locker.Unlock()
+	if pipe != nil {
+		pipe.CloseWithError(ErrDataReset)
+	}
+	if c.dataResult != nil {
+		<-c.dataResult
+		c.dataResult = nil
 	}
 }
 
@@ -1383,13 +1407,11 @@ func (c *Conn) readLine() (string, error) {
 }
 
 func (c *Conn) reset() {
+	c.abortBdat()
+
 	c.locker.Lock()
 	defer c.locker.Unlock()
 
-	if c.bdatPipe != nil {
-		c.bdatPipe.CloseWithError(ErrDataReset)
-		c.bdatPipe = nil
-	}
 	c.bdatStatus = nil
 	c.bytesReceived = 0
 
