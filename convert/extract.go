@@ -35,7 +35,7 @@ func Extract(r io.Reader, opt Options) (*Mail, error) {
 
 func extract(r io.Reader, opt Options) (*Mail, error) {
 	br := bufio.NewReaderSize(r, readBuffer(r))
-	raw, err := readHeaderBlock(br)
+	raw, body, err := readHeader(br)
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +46,7 @@ func extract(r io.Reader, opt Options) (*Mail, error) {
 	if err != nil {
 		return nil, err
 	}
-	root, partErr := message.New(message.Header{Header: h}, br)
+	root, partErr := message.New(message.Header{Header: h}, body)
 	w := walker{lim: opt.Limits, cleaner: c}
 	f, err := w.entity(root, partErr, 0)
 	if err != nil {
@@ -211,8 +211,7 @@ func (w *walker) children(mr message.MultipartReader, depth int, visit func(foun
 // message reads an attached message/rfc822 and walks its body. With no body
 // text, its subject stands for it.
 func (w *walker) message(body io.Reader, depth int) (found, error) {
-	br := bufio.NewReader(body)
-	raw, err := readHeaderBlock(br)
+	raw, rest, err := readHeader(bufio.NewReader(body))
 	if errors.Is(err, ErrTooComplex) {
 		return found{}, err
 	}
@@ -220,7 +219,7 @@ func (w *walker) message(body io.Reader, depth int) (found, error) {
 		return found{}, nil // broken inside an encoding of the outer part
 	}
 	h := parseHeader(raw)
-	inner, partErr := message.New(message.Header{Header: h}, br)
+	inner, partErr := message.New(message.Header{Header: h}, rest)
 	f, err := w.entity(inner, partErr, depth+1)
 	if err != nil {
 		return found{}, err
@@ -284,27 +283,62 @@ func rawEncoding(e *message.Entity) bool {
 	return false
 }
 
+// readHeader returns the header block as received and a reader of the
+// body after it. A mail with no blank line after its header (a script's
+// "Subject: Alert", then the text) has its body start at the first line
+// that is neither a field nor a continuation, as Postfix and sendmail read
+// it (RFC 5322 §2.1 wants the blank line): otherwise the whole text would
+// be taken for a broken header and lost. A mail that has the blank line
+// keeps its header up to it, a stray line inside included (parseHeader
+// drops it).
+func readHeader(br *bufio.Reader) (raw []byte, body io.Reader, err error) {
+	raw, blank, err := readHeaderBlock(br)
+	if err != nil || blank {
+		return raw, br, err
+	}
+	end := headerEnd(raw)
+	return raw[:end], io.MultiReader(bytes.NewReader(raw[end:]), br), nil
+}
+
+// headerEnd is the offset of the first line of raw that is neither a field
+// nor a continuation of one (len(raw) if none).
+func headerEnd(raw []byte) int {
+	off, inField := 0, false
+	for line := range bytes.Lines(raw) {
+		l := bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(l) > 0 && (l[0] == ' ' || l[0] == '\t') && inField:
+		case validFieldLine(l):
+			inField = true
+		default:
+			return off
+		}
+		off += len(line)
+	}
+	return off
+}
+
 // readHeaderBlock returns the header block as received, up to and excluding
-// the blank line, which it consumes.
-func readHeaderBlock(br *bufio.Reader) ([]byte, error) {
-	var hdr []byte
+// the blank line, which it consumes; blank is false when the data ended
+// before one.
+func readHeaderBlock(br *bufio.Reader) (hdr []byte, blank bool, err error) {
 	atLineStart := true
 	for {
 		chunk, err := br.ReadSlice('\n')
 		if atLineStart && (string(chunk) == "\r\n" || string(chunk) == "\n") {
-			return hdr, nil
+			return hdr, true, nil
 		}
 		hdr = append(hdr, chunk...)
 		if len(hdr) > maxHeaderBytes {
-			return nil, fmt.Errorf("%w: header block over %d bytes", ErrTooComplex, maxHeaderBytes)
+			return nil, false, fmt.Errorf("%w: header block over %d bytes", ErrTooComplex, maxHeaderBytes)
 		}
 		switch {
 		case err == bufio.ErrBufferFull:
 			atLineStart = false
 		case err == io.EOF:
-			return hdr, nil
+			return hdr, false, nil
 		case err != nil:
-			return nil, fmt.Errorf("convert: read header: %w", err)
+			return nil, false, fmt.Errorf("convert: read header: %w", err)
 		default:
 			atLineStart = true
 		}
