@@ -117,6 +117,10 @@ func TestSMTPUTF8(t *testing.T) {
 	}
 	c.expect("MAIL FROM:<jörg@bücher.test>", "553 5.6.7")
 	c.expect("MAIL FROM:<jörg@bücher.test> SMTPUTF8 BODY=8BITMIME", "250")
+	// With SMTPUTF8 given, a UTF-8 recipient is refused for what it is
+	// (RFC 6531 §3.5 keeps 5.6.7 for a missing SMTPUTF8).
+	c.expect("RCPT TO:<jé@sms.test>", "550 5.1.3")
+	c.expect("RCPT TO:<+14155550123@sms.bücher.test>", "550 5.7.1")
 	c.expect("RCPT TO:<+14155550123@sms.test>", "250")
 	c.expect("DATA", "354")
 	c.send("Subject: Grüße\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nPumpe läuft nicht\r\n.\r\n")

@@ -224,7 +224,10 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	num, err := s.srv.numbers.recipient(to, cfg.Domains, cfg.DefaultRegion)
 	if err != nil {
 		s.srv.log.Info("smtp rcpt refused", "client", s.remote, "rcpt", to, "reason", err)
-		if !isASCII(to) {
+		s.mu.Lock()
+		utf8 := s.dsn.utf8
+		s.mu.Unlock()
+		if !isASCII(to) && !utf8 {
 			return s.fail(errUTF8Address) // RFC 6531 3.7.4.1; a number is ASCII anyway
 		}
 		var se *smtp.SMTPError
