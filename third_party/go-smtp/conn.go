@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/ioutil"
+	"math"
 	"net"
 	"net/textproto"
 	"regexp"
@@ -350,7 +351,7 @@ func (c *Conn) handleMail(arg string) {
 	}
 	args, err := parseArgs(p.s)
 	if err != nil {
-		c.writeResponse(501, EnhancedCode{5, 5, 4}, "Unable to parse MAIL ESMTP parameters")
+		c.writeResponse(501, EnhancedCode{5, 5, 4}, argsErrorText("MAIL", err))
 		return
 	}
 
@@ -362,10 +363,16 @@ func (c *Conn) handleMail(arg string) {
 	for key, value := range args {
 		switch key {
 		case "SIZE":
-			size, err := strconv.ParseUint(value, 10, 32)
-			if err != nil {
+			// smsbridge patch: RFC 1870 allows 1 to 20 digits; a size
+			// past what a uint64 holds is too big, not a syntax error
+			// (upstream parsed 32 bits and said 501 from 2^32 on).
+			if value == "" || len(value) > 20 || strings.Trim(value, "0123456789") != "" {
 				c.writeResponse(501, EnhancedCode{5, 5, 4}, "Unable to parse SIZE as an integer")
 				return
+			}
+			size, err := strconv.ParseUint(value, 10, 64)
+			if err != nil || size > math.MaxInt64 {
+				size = math.MaxInt64
 			}
 
 			if c.server.MaxMessageBytes > 0 && int64(size) > c.server.MaxMessageBytes {
@@ -710,7 +717,7 @@ func (c *Conn) handleRcpt(arg string) {
 
 	args, err := parseArgs(p.s)
 	if err != nil {
-		c.writeResponse(501, EnhancedCode{5, 5, 4}, "Unable to parse RCPT ESMTP parameters")
+		c.writeResponse(501, EnhancedCode{5, 5, 4}, argsErrorText("RCPT", err))
 		return
 	}
 

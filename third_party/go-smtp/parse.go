@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -53,16 +54,37 @@ func parseArgs(s string) (map[string]string, error) {
 	argMap := map[string]string{}
 	for _, arg := range strings.Fields(s) {
 		m := strings.Split(arg, "=")
+		key := strings.ToUpper(m[0])
+		if _, dup := argMap[key]; dup {
+			// smsbridge patch: a parameter given twice is an error, not
+			// the last one winning (NOTIFY=NEVER NOTIFY=SUCCESS was a
+			// report asked for; RFC 3461 section 4 gives each once).
+			return nil, &duplicateArgError{key}
+		}
 		switch len(m) {
 		case 2:
-			argMap[strings.ToUpper(m[0])] = m[1]
+			argMap[key] = m[1]
 		case 1:
-			argMap[strings.ToUpper(m[0])] = ""
+			argMap[key] = ""
 		default:
 			return nil, fmt.Errorf("failed to parse arg string: %q", arg)
 		}
 	}
 	return argMap, nil
+}
+
+// duplicateArgError is a MAIL or RCPT parameter given twice (smsbridge patch).
+type duplicateArgError struct{ key string }
+
+func (e *duplicateArgError) Error() string { return e.key + " parameter given twice" }
+
+// argsErrorText is the reply text for a parameter list parseArgs refused.
+func argsErrorText(cmd string, err error) string {
+	var dup *duplicateArgError
+	if errors.As(err, &dup) {
+		return "Duplicate " + cmd + " parameter " + dup.key
+	}
+	return "Unable to parse " + cmd + " ESMTP parameters"
 }
 
 func parseHelloArgument(arg string) (string, error) {

@@ -1,0 +1,45 @@
+package smtp_test
+
+// Tests for the smsbridge patch to MAIL and RCPT parameters (see
+// PATCHES.md, change 12).
+
+import (
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+)
+
+func TestPatchParams(t *testing.T) {
+	conf := func(s *smtp.Server) { s.MaxMessageBytes = 1 << 20; s.EnableDSN = true }
+	for _, tc := range []struct{ mail, rcpt, want string }{
+		{"SIZE=4294967296", "", "552 5.3.4"},            // 2^32: was 501
+		{"SIZE=99999999999999999999", "", "552 5.3.4"},  // 20 digits, past uint64
+		{"SIZE=123456789012345678901", "", "501 5.5.4"}, // 21 digits
+		{"SIZE=12a", "", "501 5.5.4"},
+		{"SIZE=", "", "501 5.5.4"},
+		{"SIZE=1000", "", "250 "},
+		{"SIZE=100 SIZE=200", "", "501 5.5.4 Duplicate MAIL parameter SIZE"},
+		{"ENVID=first RET=HDRS envid=second", "", "501 5.5.4 Duplicate MAIL parameter ENVID"},
+		{"RET=HDRS RET=FULL", "", "501 5.5.4"},
+		{"", "NOTIFY=NEVER NOTIFY=SUCCESS", "501 5.5.4 Duplicate RCPT parameter NOTIFY"},
+		{"", "ORCPT=rfc822;one@x ORCPT=rfc822;two@x", "501 5.5.4"},
+		{"", "NOTIFY=SUCCESS ORCPT=rfc822;one@x", "250 "},
+	} {
+		_, s, c, scanner, _ := testServerEhlo(t, conf)
+		cmd := "MAIL FROM:<a@x.test> " + tc.mail
+		if tc.rcpt != "" {
+			io.WriteString(c, cmd+"\r\n")
+			scanner.Scan()
+			cmd = "RCPT TO:<b@y.test> " + tc.rcpt
+		}
+		io.WriteString(c, cmd+"\r\n")
+		scanner.Scan()
+		if !strings.HasPrefix(scanner.Text(), tc.want) {
+			t.Errorf("%s: %q, want %s…", cmd, scanner.Text(), tc.want)
+		}
+		c.Close()
+		s.Close()
+	}
+}
