@@ -154,6 +154,12 @@ func (c *Conn) handle(cmd string, arg string) {
 	case "AUTH":
 		c.handleAuth(arg)
 	case "STARTTLS":
+		if arg != "" {
+			// smsbridge patch: RFC 3207 section 4, "501 Syntax error (no
+			// parameters allowed)"; upstream started TLS anyway.
+			c.writeResponse(501, EnhancedCode{5, 5, 4}, "Syntax error (no parameters allowed)")
+			return
+		}
 		c.handleStartTLS()
 	default:
 		msg := fmt.Sprintf("Syntax errors, %v command unrecognized", cmd)
@@ -952,7 +958,12 @@ func (c *Conn) handleStartTLS() {
 	tlsConn := tls.Server(c.conn, c.server.TLSConfig)
 
 	if err := tlsConn.Handshake(); err != nil {
-		c.writeResponse(550, EnhancedCode{5, 0, 0}, "Handshake error")
+		// smsbridge patch: the handshake consumed what the client sent,
+		// TLS or not, and nobody knows where the plain text would go on:
+		// the session ends (a 421 closes), as Postfix ends it. Upstream
+		// said 550 and went on in plain text.
+		c.writeResponse(421, EnhancedCode{4, 7, 0}, "TLS handshake failed, closing connection")
+		c.flushAndClose()
 		return
 	}
 

@@ -21,8 +21,12 @@ func parseCmd(line string) (cmd string, arg string, err error) {
 
 	l := len(line)
 	switch {
-	case strings.HasPrefix(strings.ToUpper(line), "STARTTLS"):
+	case strings.EqualFold(line, "STARTTLS"):
 		return "STARTTLS", "", nil
+	case len(line) > 9 && strings.EqualFold(line[:9], "STARTTLS "):
+		// smsbridge patch: the parameter is kept, for the 501 it gets
+		// (upstream dropped it, and anything after "STARTTLS").
+		return "STARTTLS", strings.TrimSpace(line[9:]), nil
 	case l == 0:
 		return "", "", nil
 	case l < 4:

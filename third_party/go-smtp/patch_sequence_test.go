@@ -125,3 +125,39 @@ func TestPatchSTARTTLSSequence(t *testing.T) {
 	expect(tc, "STARTTLS\r\n", "503 5.5.1 ")
 	expect(tc, "MAIL FROM:<a@x>\r\n", "250")
 }
+
+// TestPatchSTARTTLSFailure: STARTTLS with a parameter is a 501 (RFC 3207
+// section 4), and a failed handshake ends the session instead of going on
+// in plain text.
+func TestPatchSTARTTLSFailure(t *testing.T) {
+	keypair, err := tls.X509KeyPair(smtp.PatchTestKeyPair[0], smtp.PatchTestKeyPair[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, s, c, _ := testServer(t, func(s *smtp.Server) {
+		s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{keypair}}
+	})
+	defer s.Close()
+	defer c.Close()
+	r := bufio.NewReader(c)
+	patchReply(t, r)
+	for _, step := range []struct{ send, want string }{
+		{"EHLO localhost\r\n", "250"},
+		{"STARTTLS now\r\n", "501 5.5.4 "},
+		{"STARTTLS\r\n", "220"},
+		// Not a ClientHello: the handshake fails on it.
+		{"NOOP\r\n", "421 4.7.0 "},
+	} {
+		io.WriteString(c, step.send)
+		if got := patchReply(t, r); !strings.HasPrefix(got, step.want) {
+			t.Fatalf("%q: reply %q, want %q", step.send, got, step.want)
+		}
+	}
+	io.WriteString(c, "MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nhi\r\n.\r\n")
+	if line, err := r.ReadString('\n'); err == nil {
+		t.Fatalf("the session went on after the failed handshake: %q", line)
+	}
+	if len(be.messages)+len(be.anonmsgs) != 0 {
+		t.Fatal("a message was taken after the failed handshake")
+	}
+}
