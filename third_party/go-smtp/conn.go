@@ -226,14 +226,16 @@ func (c *Conn) authAllowed() bool {
 // protocolError writes errors responses and closes the connection once too many
 // have occurred.
 func (c *Conn) protocolError(code int, ec EnhancedCode, msg string) {
-	c.writeResponse(code, ec, msg)
-
 	c.errCount++
 	if c.errCount > errThreshold {
-		// smsbridge patch: closing the channel is 421 (RFC 5321 3.8), was 500.
+		// smsbridge patch: closing the channel is 421 (RFC 5321 3.8), was
+		// 500, and it is the command's only reply (RFC 5321 4.2: one per
+		// command; upstream sent the error, then the 421).
 		c.writeResponse(421, EnhancedCode{4, 7, 0}, "Too many errors, closing connection")
 		c.flushAndClose()
+		return
 	}
+	c.writeResponse(code, ec, msg)
 }
 
 // GREET state -> waiting for HELO
@@ -345,19 +347,19 @@ func (c *Conn) handleMail(arg string) {
 
 	arg, ok := cutPrefixFold(arg, "FROM:")
 	if !ok {
-		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting MAIL arg syntax of FROM:<address>")
+		c.protocolError(501, EnhancedCode{5, 5, 2}, "Was expecting MAIL arg syntax of FROM:<address>")
 		return
 	}
 
 	p := parser{s: strings.TrimSpace(arg)}
 	from, err := p.parseReversePath()
 	if err != nil {
-		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting MAIL arg syntax of FROM:<address>")
+		c.protocolError(501, EnhancedCode{5, 5, 2}, "Was expecting MAIL arg syntax of FROM:<address>")
 		return
 	}
 	args, err := parseArgs(p.s)
 	if err != nil {
-		c.writeResponse(501, EnhancedCode{5, 5, 4}, argsErrorText("MAIL", err))
+		c.protocolError(501, EnhancedCode{5, 5, 4}, argsErrorText("MAIL", err))
 		return
 	}
 
@@ -373,7 +375,7 @@ func (c *Conn) handleMail(arg string) {
 			// past what a uint64 holds is too big, not a syntax error
 			// (upstream parsed 32 bits and said 501 from 2^32 on).
 			if value == "" || len(value) > 20 || strings.Trim(value, "0123456789") != "" {
-				c.writeResponse(501, EnhancedCode{5, 5, 4}, "Unable to parse SIZE as an integer")
+				c.protocolError(501, EnhancedCode{5, 5, 4}, "Unable to parse SIZE as an integer")
 				return
 			}
 			size, err := strconv.ParseUint(value, 10, 64)
@@ -411,7 +413,7 @@ func (c *Conn) handleMail(arg string) {
 			case Body7Bit, Body8BitMIME:
 				// This space is intentionally left blank
 			default:
-				c.writeResponse(501, EnhancedCode{5, 5, 4}, "Unknown BODY value")
+				c.protocolError(501, EnhancedCode{5, 5, 4}, "Unknown BODY value")
 				return
 			}
 			opts.Body = BodyType(value)
@@ -425,7 +427,7 @@ func (c *Conn) handleMail(arg string) {
 			case DSNReturnFull, DSNReturnHeaders:
 				// This space is intentionally left blank
 			default:
-				c.writeResponse(501, EnhancedCode{5, 5, 4}, "Unknown RET value")
+				c.protocolError(501, EnhancedCode{5, 5, 4}, "Unknown RET value")
 				return
 			}
 			opts.Return = DSNReturn(value)
@@ -436,14 +438,14 @@ func (c *Conn) handleMail(arg string) {
 			}
 			value, err := decodeXtext(value)
 			if err != nil || value == "" || !isPrintableASCII(value) {
-				c.writeResponse(501, EnhancedCode{5, 5, 4}, "Malformed ENVID parameter value")
+				c.protocolError(501, EnhancedCode{5, 5, 4}, "Malformed ENVID parameter value")
 				return
 			}
 			opts.EnvelopeID = value
 		case "AUTH":
 			value, err := decodeXtext(value)
 			if err != nil || value == "" {
-				c.writeResponse(500, EnhancedCode{5, 5, 4}, "Malformed AUTH parameter value")
+				c.protocolError(500, EnhancedCode{5, 5, 4}, "Malformed AUTH parameter value")
 				return
 			}
 			if value == "<>" {
@@ -452,7 +454,7 @@ func (c *Conn) handleMail(arg string) {
 				p := parser{s: value}
 				value, err = p.parseMailbox()
 				if err != nil || p.s != "" {
-					c.writeResponse(500, EnhancedCode{5, 5, 4}, "Malformed AUTH parameter mailbox")
+					c.protocolError(500, EnhancedCode{5, 5, 4}, "Malformed AUTH parameter mailbox")
 					return
 				}
 			}
@@ -705,14 +707,14 @@ func (c *Conn) handleRcpt(arg string) {
 
 	arg, ok := cutPrefixFold(arg, "TO:")
 	if !ok {
-		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
+		c.protocolError(501, EnhancedCode{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
 		return
 	}
 
 	p := parser{s: strings.TrimSpace(arg)}
 	recipient, err := p.parsePath()
 	if err != nil {
-		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
+		c.protocolError(501, EnhancedCode{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
 		return
 	}
 
@@ -723,7 +725,7 @@ func (c *Conn) handleRcpt(arg string) {
 
 	args, err := parseArgs(p.s)
 	if err != nil {
-		c.writeResponse(501, EnhancedCode{5, 5, 4}, argsErrorText("RCPT", err))
+		c.protocolError(501, EnhancedCode{5, 5, 4}, argsErrorText("RCPT", err))
 		return
 	}
 
@@ -741,7 +743,7 @@ func (c *Conn) handleRcpt(arg string) {
 				notify = append(notify, DSNNotify(strings.ToUpper(val)))
 			}
 			if err := checkNotifySet(notify); err != nil {
-				c.writeResponse(501, EnhancedCode{5, 5, 4}, "Malformed NOTIFY parameter value")
+				c.protocolError(501, EnhancedCode{5, 5, 4}, "Malformed NOTIFY parameter value")
 				return
 			}
 			opts.Notify = notify
@@ -752,7 +754,7 @@ func (c *Conn) handleRcpt(arg string) {
 			}
 			aType, aAddr, err := decodeTypedAddress(value)
 			if err != nil || aAddr == "" {
-				c.writeResponse(501, EnhancedCode{5, 5, 4}, "Malformed ORCPT parameter value")
+				c.protocolError(501, EnhancedCode{5, 5, 4}, "Malformed ORCPT parameter value")
 				return
 			}
 			opts.OriginalRecipientType = aType
@@ -851,7 +853,7 @@ func (c *Conn) handleAuth(arg string) {
 
 	parts := strings.Fields(arg)
 	if len(parts) == 0 {
-		c.writeResponse(501, EnhancedCode{5, 5, 4}, "Missing parameter") // smsbridge patch: a syntax error (RFC 5321 4.2.2), was 502
+		c.protocolError(501, EnhancedCode{5, 5, 4}, "Missing parameter") // smsbridge patch: a syntax error (RFC 5321 4.2.2), was 502
 		return
 	}
 

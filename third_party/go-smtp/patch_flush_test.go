@@ -390,7 +390,7 @@ func TestPatchFlushHangup(t *testing.T) {
 		fc.send("EHLO localhost\r\n")
 		fc.expect("250-Hello")
 		fc.send("MAIL FROM:<a@x>\r\nXYZW\r\nXYZW\r\nXYZW\r\nXYZW\r\n")
-		fc.expect("250 ", "500 ", "500 ", "500 ", "500 ", "421 4.7.0 Too many errors")
+		fc.expect("250 ", "500 ", "500 ", "500 ", "421 4.7.0 Too many errors")
 		fc.closed()
 	})
 	t.Run("panic in the backend", func(t *testing.T) {

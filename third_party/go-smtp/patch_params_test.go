@@ -43,3 +43,30 @@ func TestPatchParams(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestPatchSyntaxErrorsCount: MAIL and RCPT syntax errors count toward the
+// error limit like unknown commands, and the command over the limit gets
+// the 421 as its only reply.
+func TestPatchSyntaxErrorsCount(t *testing.T) {
+	_, s, c, scanner, _ := testServerEhlo(t, func(s *smtp.Server) { s.EnableDSN = true })
+	defer s.Close()
+	defer c.Close()
+	for _, step := range []struct{ send, want string }{
+		{"MAIL FROM:<a@x.test", "501 5.5.2"},
+		{"MAIL FROM:<a@x.test> RET=NONE", "501 5.5.4"},
+		{"MAIL FROM:<a@x.test>", "250 "},
+		{"RCPT TO:<b@y.test> NOTIFY=SOMETIMES", "501 5.5.4"},
+		{"RCPT TO:<b@y.test", "421 4.7.0"},
+	} {
+		io.WriteString(c, step.send+"\r\n")
+		if !scanner.Scan() {
+			t.Fatalf("%s: connection closed", step.send)
+		}
+		if !strings.HasPrefix(scanner.Text(), step.want) {
+			t.Fatalf("%s: %q, want %s…", step.send, scanner.Text(), step.want)
+		}
+	}
+	if scanner.Scan() {
+		t.Fatalf("a reply after the 421: %q", scanner.Text())
+	}
+}
