@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-sasl"
 )
@@ -1352,6 +1353,25 @@ func (c *Conn) greet() {
 	c.writeResponse(220, NoEnhancedCode, fmt.Sprintf("%v %s Service Ready", c.server.Domain, protocol))
 }
 
+// maxReplyText is what a reply line leaves for its text: RFC 5321 section
+// 4.5.3.1.5 allows 512 octets with the code, the enhanced code and CRLF
+// ("250-" or "250 ", "2.0.0 " at most "5.999.999 ", "\r\n").
+const maxReplyText = 512 - len("250 ") - len("5.999.999 ") - len("\r\n")
+
+// capReplyText shortens a reply line's text to maxReplyText octets, on a
+// UTF-8 boundary, ending it with "..." (smsbridge patch: a 600-octet address
+// echoed in "Roger, accepting mail from <…>" made a 650-octet line).
+func capReplyText(s string) string {
+	if len(s) <= maxReplyText {
+		return s
+	}
+	cut := maxReplyText - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
 func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 	// TODO: error handling
 	if c.server.WriteTimeout != 0 {
@@ -1372,6 +1392,9 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 
 	// transform each single line with \n, into separate lines
 	text = strings.Split(strings.Join(text, "\n"), "\n")
+	for i := range text {
+		text[i] = capReplyText(text[i])
+	}
 
 	var b strings.Builder
 	lastLineIndex := len(text) - 1

@@ -70,3 +70,17 @@ func TestPatchSyntaxErrorsCount(t *testing.T) {
 		t.Fatalf("a reply after the 421: %q", scanner.Text())
 	}
 }
+
+// TestPatchReplyLineCap: no reply line is longer than RFC 5321's 512
+// octets, even one that echoes a long address.
+func TestPatchReplyLineCap(t *testing.T) {
+	_, s, c, scanner, _ := testServerEhlo(t)
+	defer s.Close()
+	defer c.Close()
+	long := strings.Repeat("a", 600) + "@example.com"
+	io.WriteString(c, "MAIL FROM:<"+long+">\r\n")
+	scanner.Scan()
+	if got := scanner.Text(); !strings.HasPrefix(got, "250 2.0.0 ") || len(got)+2 > 512 || !strings.HasSuffix(got, "...") {
+		t.Fatalf("reply of %d octets: %q", len(got)+2, got)
+	}
+}
