@@ -52,7 +52,7 @@ import (
 //	RCPT or DATA over a daily quota                    550 5.7.1 Daily quota exceeded, resets at …
 //	DATA needing more than a limit allows at all       550 5.7.1 Mail needs N SMS …, more than the limit
 //	DATA over MaxMessageBytes                          552 5.3.4 Maximum message size exceeded (go-smtp)
-//	DATA with a line over MaxLineLength                552 5.3.4 Message has a line longer than N bytes; hang up
+//	DATA/BDAT with a line over MaxLineLength           552 5.3.4 Message has a line longer than N bytes (after the end of data)
 //	DATA with a bare CR or LF                          550 5.5.2 (smuggling guard)
 //	DATA with no text and no subject                   550 5.6.0
 //	DATA too complex (MIME depth, parts)               552 5.3.4

@@ -359,9 +359,6 @@ func (s *session) read(r io.Reader) ([]byte, error) {
 	var ne net.Error
 	switch {
 	case err == nil:
-	case errors.Is(err, smtp.ErrTooLongLine):
-		s.srv.log.Info("smtp mail refused", "client", s.remote, "reason", "line too long")
-		return nil, s.hangup(replyf(552, 5, 3, 4, "Message has a line longer than %d bytes", s.srv.cfg.MaxLineLength))
 	case errors.As(err, &ne) && ne.Timeout():
 		s.srv.log.Info("smtp mail refused", "client", s.remote, "reason", "timeout in DATA")
 		return nil, s.hangup(errDataTimeout)
@@ -372,7 +369,27 @@ func (s *session) read(r io.Reader) ([]byte, error) {
 		s.srv.log.Info("smtp mail refused", "client", s.remote, "reason", "bare CR or LF")
 		return nil, s.fail(errBareNewline)
 	}
+	// go-smtp (our fork) bounds a message's lines by its size only, so
+	// that this reply comes after the end of data and the session goes on.
+	if longestLine(body) > s.srv.cfg.MaxLineLength {
+		s.srv.log.Info("smtp mail refused", "client", s.remote, "reason", "line too long")
+		return nil, s.fail(replyf(552, 5, 3, 4, "Message has a line longer than %d bytes", s.srv.cfg.MaxLineLength))
+	}
 	return body, nil
+}
+
+// longestLine is the length of b's longest line, without its CRLF.
+func longestLine(b []byte) int {
+	longest := 0
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			i = len(b)
+		}
+		longest = max(longest, len(bytes.TrimSuffix(b[:i], []byte("\r"))))
+		b = b[min(i+1, len(b)):]
+	}
+	return longest
 }
 
 // message reads DATA and makes the records of every recipient; what is

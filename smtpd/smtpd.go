@@ -53,9 +53,10 @@ type Config struct {
 
 	MaxMessageBytes int64 // SIZE; default 10 MiB
 	MaxRecipients   int   // per mail; default 100
-	// MaxLineLength bounds every line, commands and message alike
-	// (go-smtp applies one limit to both). RFC 5321 says 1000 octets, but
-	// generated HTML often has longer lines; default 10,000.
+	// MaxLineLength bounds every line, commands and message alike: go-smtp
+	// closes on a longer command line; a longer message line gets 552
+	// after the end of data, and the session goes on. RFC 5321 says 1000
+	// octets, but generated HTML often has longer lines; default 10,000.
 	MaxLineLength int
 
 	MaxConnections      int // open at once; default 100, -1 for no limit

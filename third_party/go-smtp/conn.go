@@ -1011,6 +1011,18 @@ func (c *Conn) handleData(arg string) {
 
 	defer c.reset()
 
+	// smsbridge patch: a message line is bounded by MaxMessageBytes only,
+	// as BDAT's chunks are: a line over MaxLineLength used to stop the
+	// reader in the middle of the data, so the reply came before the
+	// client's end of data and the connection had to close (a client
+	// that reads that as a lost connection retries for ever). A backend
+	// that wants a line limit checks the data it read, and answers after
+	// the end of data.
+	c.lineLimitReader.LineLimit = 0
+	defer func() {
+		c.lineLimitReader.LineLimit = c.server.MaxLineLength
+	}()
+
 	if c.server.LMTP {
 		c.handleDataLMTP()
 		return
