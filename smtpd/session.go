@@ -56,6 +56,8 @@ type session struct {
 	dsn   dsn
 	rcpts []rcpt
 	given []string // every RCPT TO accepted, in order, for LMTP replies
+	// postmaster are the addresses given for the postmaster (postmaster.go).
+	postmaster []string
 }
 
 func (s *Server) newSession(c *smtp.Conn, lmtp bool) *session {
@@ -76,6 +78,7 @@ func (s *session) Reset() {
 	s.dsn = dsn{}
 	s.rcpts = nil
 	s.given = nil
+	s.postmaster = nil
 }
 
 func (s *session) Logout() error { return nil }
@@ -221,6 +224,13 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return s.hangup(errShuttingDown)
 	}
 	cfg := &s.srv.cfg
+	if cfg.PostmasterDir != "" && isPostmaster(to, cfg.Domains) {
+		s.mu.Lock()
+		s.postmaster = append(s.postmaster, to)
+		s.given = append(s.given, to)
+		s.mu.Unlock()
+		return nil
+	}
 	num, err := s.srv.numbers.recipient(to, cfg.Domains, cfg.DefaultRegion)
 	if err != nil {
 		s.srv.log.Info("smtp rcpt refused", "client", s.remote, "rcpt", to, "reason", err)
@@ -329,21 +339,23 @@ func limitReply(err error) *smtp.SMTPError {
 
 // envelope is a copy of the transaction taken when DATA starts.
 type envelope struct {
-	from   string
-	dsn    dsn
-	user   *users.User
-	rcpts  []rcpt
-	given  []string
-	claims func(msgs, segs int) []ratelimit.Claim
+	from       string
+	dsn        dsn
+	user       *users.User
+	rcpts      []rcpt
+	given      []string
+	postmaster []string
+	claims     func(msgs, segs int) []ratelimit.Claim
 }
 
 func (s *session) envelope() (envelope, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.from == nil || len(s.rcpts) == 0 {
+	if s.from == nil || len(s.rcpts) == 0 && len(s.postmaster) == 0 {
 		return envelope{}, false // reset under BDAT
 	}
 	return envelope{from: *s.from, dsn: s.dsn, user: s.user, rcpts: slices.Clone(s.rcpts), given: slices.Clone(s.given),
+		postmaster: slices.Clone(s.postmaster),
 		claims: func(m, g int) []ratelimit.Claim {
 			s.mu.Lock()
 			defer s.mu.Unlock()
@@ -393,31 +405,55 @@ func longestLine(b []byte) int {
 }
 
 // message reads DATA and makes the records of every recipient; what is
-// left to Data and LMTPData is committing them and replying.
-func (s *session) message(r io.Reader) (envelope, []*store.Record, string, error) {
+// left to Data and LMTPData is committing them (and the postmaster's
+// copy of body) and replying.
+func (s *session) message(r io.Reader) (env envelope, body []byte, recs []*store.Record, msgid string, err error) {
 	env, ok := s.envelope()
-	body, err := s.read(r)
-	if err != nil {
-		return env, nil, "", err
+	if body, err = s.read(r); err != nil {
+		return env, nil, nil, "", err
 	}
 	if !ok {
-		return env, nil, "", smtp.ErrDataReset
+		return env, nil, nil, "", smtp.ErrDataReset
 	}
-	recs, msgid, err := s.records(env, body)
-	return env, recs, msgid, err
+	if len(env.rcpts) > 0 {
+		recs, msgid, err = s.records(env, body)
+	}
+	return env, body, recs, msgid, err
 }
 
 func (s *session) Data(r io.Reader) error {
 	s.c.beginData()
 	defer s.c.endData()
-	env, recs, msgid, err := s.message(r)
+	env, body, recs, msgid, err := s.message(r)
 	if err != nil {
 		return err
+	}
+	if err := s.toPostmaster(env, body); err != nil {
+		return err
+	}
+	if len(recs) == 0 {
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: kept for the postmaster"}
 	}
 	if err := s.queue(env, recs, msgid); err != nil {
 		return err
 	}
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: queuedAs(recs)}
+}
+
+// toPostmaster keeps the postmaster's copy of body, if the mail is for the
+// postmaster too. A copy kept for a mail whose SMS then fail to queue is
+// kept again when the client retries: at least once, as for SMS.
+func (s *session) toPostmaster(env envelope, body []byte) error {
+	if len(env.postmaster) == 0 {
+		return nil
+	}
+	path, err := keepForPostmaster(s.srv.cfg.PostmasterDir, env.from, body)
+	if err != nil {
+		s.srv.log.Error("smtp postmaster mail not kept", "client", s.remote, "from", env.from, "err", err)
+		return errStore
+	}
+	s.srv.log.Info("kept for the postmaster", "from", env.from, "to", env.postmaster, "file", path, "client", s.remote)
+	return nil
 }
 
 // maxReplyText keeps "250 2.0.0 " + the text + CRLF within the 512 octets
@@ -451,9 +487,18 @@ func queuedAs(recs []*store.Record) string {
 func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	s.c.beginData()
 	defer s.c.endData()
-	env, recs, msgid, err := s.message(r)
+	env, body, recs, msgid, err := s.message(r)
 	if err != nil {
 		return err
+	}
+	if len(env.postmaster) > 0 {
+		reply := s.toPostmaster(env, body)
+		if reply == nil {
+			reply = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: kept for the postmaster"}
+		}
+		for _, a := range env.postmaster {
+			status.SetStatus(a, reply)
+		}
 	}
 	for i, rec := range recs {
 		var reply error

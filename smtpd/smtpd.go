@@ -37,6 +37,12 @@ type Config struct {
 	Domains       []string // SMS domains we accept mail for
 	DefaultRegion string   // ISO 3166 region for numbers without a country code; default "US"
 
+	// PostmasterDir is the maildir where mail to postmaster@ a domain of
+	// ours, or to <Postmaster>, is kept (RFC 5321 §4.5.1; see
+	// postmaster.go). Empty: such mail is refused like any address that
+	// is not a number.
+	PostmasterDir string
+
 	// TLS enables STARTTLS on Serve and is required by ServeTLS. Versions
 	// below TLS 1.2 are refused whatever it says. See LoadTLS, SelfSigned.
 	TLS *tls.Config

@@ -199,6 +199,7 @@ func (c *Config) smtpdConfig() smtpd.Config {
 		Hostname:            c.hostname(),
 		Domains:             c.Domains,
 		DefaultRegion:       c.DefaultRegion,
+		PostmasterDir:       filepath.Join(c.DataDir, "postmaster"),
 		TrustedNetworks:     trusted,
 		TrustedSenders:      sc.TrustedSenders,
 		MaxMessageBytes:     sc.MaxMessageBytes,

@@ -173,6 +173,19 @@ func (p *parser) parseReversePath() (string, error) {
 	return p.parsePath()
 }
 
+// parseRcptPath is parsePath, and RCPT's "<Postmaster>" without a domain,
+// which a server MUST take (RFC 5321 sections 4.1.1.3 and 4.5.1; smsbridge
+// patch). It comes back as "postmaster", as given in case: the backend
+// decides where it goes.
+func (p *parser) parseRcptPath() (string, error) {
+	if len(p.s) >= len("<postmaster>") && strings.EqualFold(p.s[:len("<postmaster>")], "<postmaster>") {
+		rcpt := p.s[1 : len("<postmaster>")-1]
+		p.s = p.s[len("<postmaster>"):]
+		return rcpt, nil
+	}
+	return p.parsePath()
+}
+
 func (p *parser) parsePath() (string, error) {
 	hasBracket := p.acceptByte('<')
 	if p.acceptByte('@') {

@@ -84,3 +84,28 @@ func TestPatchReplyLineCap(t *testing.T) {
 		t.Fatalf("reply of %d octets: %q", len(got)+2, got)
 	}
 }
+
+// TestPatchRcptPostmaster: "RCPT TO:<Postmaster>" without a domain reaches
+// the backend (RFC 5321 section 4.1.1.3); other bare names stay errors.
+func TestPatchRcptPostmaster(t *testing.T) {
+	be, s, c, scanner, _ := testServerEhlo(t)
+	defer s.Close()
+	defer c.Close()
+	for _, step := range []struct{ send, want string }{
+		{"MAIL FROM:<a@x.test>", "250 "},
+		{"RCPT TO:<Postmaster>", "250 "},
+		{"RCPT TO:<postmasterx>", "501 5.5.2"},
+		{"RCPT TO:<alice>", "501 5.5.2"},
+		{"DATA", "354 "},
+		{"Subject: hi\r\n\r\nhello\r\n.", "250 "},
+	} {
+		io.WriteString(c, step.send+"\r\n")
+		scanner.Scan()
+		if !strings.HasPrefix(scanner.Text(), step.want) {
+			t.Fatalf("%q: %q, want %s…", step.send, scanner.Text(), step.want)
+		}
+	}
+	if len(be.anonmsgs) != 1 || len(be.anonmsgs[0].To) != 1 || be.anonmsgs[0].To[0] != "Postmaster" {
+		t.Fatalf("messages %+v", be.anonmsgs)
+	}
+}
