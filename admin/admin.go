@@ -48,7 +48,7 @@ type RouteStatus struct {
 // Config of the admin listener.
 type Config struct {
 	// Token, if set, must come as "Authorization: Bearer <token>" on every
-	// request but /healthz.
+	// request but the probes, /healthz and /readyz.
 	Token string
 	// Routes reports the SMSC routes; nil shows none.
 	Routes func() []RouteStatus

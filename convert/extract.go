@@ -284,20 +284,43 @@ func rawEncoding(e *message.Entity) bool {
 }
 
 // readHeader returns the header block as received and a reader of the
-// body after it. A mail with no blank line after its header (a script's
-// "Subject: Alert", then the text) has its body start at the first line
-// that is neither a field nor a continuation, as Postfix and sendmail read
-// it (RFC 5322 §2.1 wants the blank line): otherwise the whole text would
-// be taken for a broken header and lost. A mail that has the blank line
-// keeps its header up to it, a stray line inside included (parseHeader
-// drops it).
+// body after it. A script's mail often has no blank line after its header
+// ("Subject: Alert", then the text): when a line that is neither a field
+// nor a continuation has no field after it in the block, the body starts
+// there, as Postfix and sendmail read it (RFC 5322 §2.1 wants the blank
+// line), and the blank line, if one came later, stays in the body.
+// Otherwise the whole text would be taken for a broken header and lost. A
+// stray line with fields after it (an address list folded without its
+// indent) is part of the header, and parseHeader drops it: the
+// Content-Type after it still counts.
 func readHeader(br *bufio.Reader) (raw []byte, body io.Reader, err error) {
 	raw, blank, err := readHeaderBlock(br)
-	if err != nil || blank {
+	if err != nil {
 		return raw, br, err
 	}
 	end := headerEnd(raw)
-	return raw[:end], io.MultiReader(bytes.NewReader(raw[end:]), br), nil
+	if end == len(raw) || fieldFollows(raw[end:]) {
+		return raw, br, nil
+	}
+	rest := raw[end:len(raw):len(raw)]
+	if blank {
+		eol := "\n"
+		if bytes.Contains(raw, []byte("\r\n")) {
+			eol = "\r\n"
+		}
+		rest = append(rest, eol...)
+	}
+	return raw[:end], io.MultiReader(bytes.NewReader(rest), br), nil
+}
+
+// fieldFollows reports whether a line of b is a header field.
+func fieldFollows(b []byte) bool {
+	for line := range bytes.Lines(b) {
+		if validFieldLine(bytes.TrimRight(line, "\r\n")) {
+			return true
+		}
+	}
+	return false
 }
 
 // headerEnd is the offset of the first line of raw that is neither a field

@@ -363,9 +363,8 @@ func (s *session) envelope() (envelope, bool) {
 		}}, true
 }
 
-// read reads the message and refuses what cannot be an SMS. On a timeout
-// or a line over the limit the connection cannot go on: the reply is the
-// last.
+// read reads the message and refuses what cannot be an SMS. After a
+// timeout the connection cannot go on: the reply is the last.
 func (s *session) read(r io.Reader) ([]byte, error) {
 	body, err := io.ReadAll(r)
 	var ne net.Error
@@ -456,9 +455,10 @@ func (s *session) toPostmaster(env envelope, body []byte) error {
 	return nil
 }
 
-// maxReplyText keeps "250 2.0.0 " + the text + CRLF within the 512 octets
-// of a reply line (RFC 5321 section 4.5.3.1.5).
-const maxReplyText = 512 - len("250 2.0.0 \r\n")
+// maxReplyText keeps a reply line within its 512 octets (RFC 5321 section
+// 4.5.3.1.5) with room for any enhanced code, as go-smtp's cap (which would
+// cut the text, and the " and N more" with it) does.
+const maxReplyText = 512 - len("250 ") - len("5.999.999 ") - len("\r\n")
 
 // queuedAs is the text of the 250 to a message: the ids of its records, as
 // many as fit in one reply line, then how many more there are (the log

@@ -10,16 +10,16 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
+const checkConfigUsage = `usage: smsbridge check-config [FILE]
+
+Prints the effective configuration (the defaults, then FILE, then the
+environment), secrets masked; or every error with its line and key, and
+exits 1. The server refuses to start on the same errors.`
+
 // runCheckConfig is `smsbridge check-config [FILE]`: it prints the
 // effective configuration (defaults, then FILE, then the environment), with
 // secrets masked, or every error with its line and key. The server refuses
 // to start on the same errors.
-const checkConfigUsage = `usage: smsbridge check-config [FILE]
-
-Prints the effective configuration of FILE (or of the defaults and the
-environment without one), secrets masked; or every error with its line and
-key, and exits 1. The server refuses to start on the same errors.`
-
 func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help"):
