@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/smsbridge/smsbridge/report"
 )
 
 // Mail to the postmaster.
@@ -30,15 +32,12 @@ func isPostmaster(addr string, domains []string) bool {
 	return strings.EqualFold(addr[:at], "postmaster") && ourDomain(addr[at+1:], domains)
 }
 
-// keepForPostmaster writes msg into the postmaster's maildir with a
-// Return-Path and a Delivered-To field on top (RFC 5321 §4.4), and returns
-// the file's path once it is durable: written to tmp/, fsync'd, renamed
-// into new/, and new/ fsync'd (the maildir protocol).
-func keepForPostmaster(dir, from string, msg []byte) (string, error) {
-	for _, sub := range []string{"tmp", "new", "cur"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
-			return "", err
-		}
+// keepForPostmaster writes trace, then msg, into the postmaster's maildir
+// and returns the file's path once it is durable: written to tmp/,
+// fsync'd, renamed into new/, and new/ fsync'd (the maildir protocol).
+func keepForPostmaster(dir, trace string, msg []byte) (string, error) {
+	if err := makeMaildir(dir); err != nil {
+		return "", err
 	}
 	var r [8]byte
 	if _, err := rand.Read(r[:]); err != nil {
@@ -50,7 +49,7 @@ func keepForPostmaster(dir, from string, msg []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, err = fmt.Fprintf(f, "Return-Path: <%s>\r\nDelivered-To: postmaster\r\n", from)
+	_, err = f.WriteString(trace)
 	if err == nil {
 		_, err = f.Write(msg)
 	}
@@ -71,6 +70,48 @@ func keepForPostmaster(dir, from string, msg []byte) (string, error) {
 		return "", err
 	}
 	return final, nil
+}
+
+// makeMaildir makes dir and its tmp/, new/ and cur/ if they are missing,
+// each made durable in its parent, so that a file renamed into new/ after
+// a first start cannot lose its directory in a crash.
+func makeMaildir(dir string) error {
+	for _, d := range []string{dir, filepath.Join(dir, "tmp"), filepath.Join(dir, "new"), filepath.Join(dir, "cur")} {
+		if _, err := os.Stat(d); err == nil {
+			continue
+		}
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// postmasterTrace is what goes on top of a message for the postmaster: its
+// Return-Path and our Received field (RFC 5321 §4.4), and Delivered-To.
+func (s *session) postmasterTrace(env envelope) string {
+	with := "ESMTP" // RFC 3848
+	switch {
+	case s.lmtp:
+		with = "LMTP"
+	case s.tls && env.user != nil:
+		with = "ESMTPSA"
+	case s.tls:
+		with = "ESMTPS"
+	case env.user != nil:
+		with = "ESMTPA"
+	}
+	helo := s.helo
+	if helo == "" {
+		helo = "unknown"
+	}
+	return fmt.Sprintf("Return-Path: <%s>\r\nDelivered-To: postmaster\r\n"+
+		"Received: from %s ([%s])\r\n\tby %s (smsbridge) with %s;\r\n\t%s\r\n",
+		report.Mailbox(env.from), helo, s.remote, s.srv.cfg.Hostname, with,
+		s.srv.cfg.Now().Format("Mon, 02 Jan 2006 15:04:05 -0700"))
 }
 
 func syncDir(dir string) error {

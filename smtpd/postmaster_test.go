@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/smsbridge/smsbridge/smtpd/ratelimit"
 )
 
 // postmasterMail is what the postmaster's maildir holds, by file.
@@ -68,9 +70,26 @@ func TestPostmaster(t *testing.T) {
 			second = m
 		}
 	}
-	if !strings.HasPrefix(first, "Return-Path: <a@x.test>\r\nDelivered-To: postmaster\r\nSubject: abuse report\r\n") ||
+	trace := "Return-Path: <a@x.test>\r\nDelivered-To: postmaster\r\nReceived: from client.test ([127.0.0.1])\r\n" +
+		"\tby localhost (smsbridge) with ESMTP;\r\n\tFri, 20 Nov 2026 12:00:00 +0000\r\nSubject: abuse report\r\n"
+	if !strings.HasPrefix(first, trace) ||
 		!strings.HasPrefix(second, "Return-Path: <b@x.test>\r\n") || !strings.Contains(second, "for the phone and the postmaster") {
 		t.Fatalf("kept:\n%q\n%q", first, second)
+	}
+	// A quoted local part stays quoted in Return-Path.
+	c.expect(`MAIL FROM:<"john doe"@x.test>`, "250")
+	c.expect("RCPT TO:<postmaster>", "250")
+	c.expect("DATA", "354")
+	c.send("Subject: q\r\n\r\nhi\r\n.\r\n")
+	if r := c.reply(); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("reply %q", r)
+	}
+	var quoted bool
+	for _, m := range postmasterMail(t, cfg.PostmasterDir) {
+		quoted = quoted || strings.HasPrefix(m, `Return-Path: <"john doe"@x.test>`)
+	}
+	if !quoted {
+		t.Error("no Return-Path with the quoted local part")
 	}
 }
 
@@ -121,5 +140,30 @@ func TestPostmasterLMTP(t *testing.T) {
 	}
 	if got := postmasterMail(t, cfg.PostmasterDir); len(got) != 1 {
 		t.Fatalf("%d kept", len(got))
+	}
+}
+
+// TestPostmasterRateLimited: mail for the postmaster alone takes a message
+// of the client's rate limits, so a client cannot fill the disk with it.
+func TestPostmasterRateLimited(t *testing.T) {
+	cfg := baseConfig()
+	cfg.PostmasterDir = filepath.Join(t.TempDir(), "postmaster")
+	cfg.IPLimits = ratelimit.Limits{MessagesPerMinute: 1}
+	cfg.LimitTrusted = true
+	ts := start(t, cfg, nil, plainSMTP)
+	c := envelopeTo(t, ts.addr)
+	for i, want := range []string{"250 ", "451 4.7.1"} {
+		if i > 0 {
+			c.expect("MAIL FROM:<a@x.test>", "250")
+		}
+		c.expect("RCPT TO:<postmaster@sms.test>", "250")
+		c.expect("DATA", "354")
+		c.send("Subject: s\r\n\r\nhi\r\n.\r\n")
+		if r := c.reply(); !strings.HasPrefix(r, want) {
+			t.Fatalf("mail %d: %q, want %s", i+1, r, want)
+		}
+	}
+	if got := postmasterMail(t, cfg.PostmasterDir); len(got) != 1 {
+		t.Fatalf("%d kept, want 1", len(got))
 	}
 }

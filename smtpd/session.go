@@ -49,6 +49,7 @@ type session struct {
 	trusted bool
 	tls     bool
 	lmtp    bool
+	helo    string // the client's EHLO, HELO or LHLO name
 
 	mu    sync.Mutex
 	user  *users.User // after AUTH
@@ -66,7 +67,7 @@ func (s *Server) newSession(c *smtp.Conn, lmtp bool) *session {
 	remote := addrOf(nc.RemoteAddr())
 	unix := nc.RemoteAddr() != nil && nc.RemoteAddr().Network() == "unix"
 	return &session{
-		srv: s, c: connOf(nc), remote: remote, tls: isTLS, lmtp: lmtp,
+		srv: s, c: connOf(nc), remote: remote, tls: isTLS, lmtp: lmtp, helo: c.Hostname(),
 		trusted: unix || s.trusted(remote),
 	}
 }
@@ -427,27 +428,41 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	if err := s.toPostmaster(env, body); err != nil {
-		return err
-	}
 	if len(recs) == 0 {
+		if err := s.toPostmaster(env, body, true); err != nil {
+			return err
+		}
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: kept for the postmaster"}
 	}
 	if err := s.queue(env, recs, msgid); err != nil {
 		return err
 	}
+	if err := s.toPostmaster(env, body, false); err != nil {
+		return err // the client sends again; the store's duplicate filter spares the SMS
+	}
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: queuedAs(recs)}
 }
 
 // toPostmaster keeps the postmaster's copy of body, if the mail is for the
-// postmaster too. A copy kept for a mail whose SMS then fail to queue is
-// kept again when the client retries: at least once, as for SMS.
-func (s *session) toPostmaster(env envelope, body []byte) error {
+// postmaster too: after its SMS are queued, so that a mail refused for them
+// (a quota) leaves no copy. A mail for the postmaster alone takes one
+// message of the client's rate limits (claim). A copy that failed is kept
+// again when the client retries: at least once, as for SMS.
+func (s *session) toPostmaster(env envelope, body []byte, claim bool) error {
 	if len(env.postmaster) == 0 {
 		return nil
 	}
-	path, err := keepForPostmaster(s.srv.cfg.PostmasterDir, env.from, body)
+	undo := func() {}
+	if claim {
+		var err error
+		if undo, err = s.srv.rate.Take(env.claims(1, 0)...); err != nil {
+			s.srv.log.Info("smtp mail refused", "client", s.remote, "reason", err)
+			return s.fail(limitReply(err))
+		}
+	}
+	path, err := keepForPostmaster(s.srv.cfg.PostmasterDir, s.postmasterTrace(env), body)
 	if err != nil {
+		undo()
 		s.srv.log.Error("smtp postmaster mail not kept", "client", s.remote, "from", env.from, "err", err)
 		return errStore
 	}
@@ -492,7 +507,7 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		return err
 	}
 	if len(env.postmaster) > 0 {
-		reply := s.toPostmaster(env, body)
+		reply := s.toPostmaster(env, body, len(recs) == 0)
 		if reply == nil {
 			reply = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: kept for the postmaster"}
 		}
