@@ -1083,9 +1083,18 @@ func (c *Conn) handleBdat(arg string) {
 		c.bdatStatus = c.createStatusCollector()
 	}
 
-	if c.bdatPipe == nil {
+	// smsbridge patch: this call works on pipe, its own copy of
+	// c.bdatPipe, which Conn.Close may set to nil from another goroutine
+	// (a server shutdown) at any moment.
+	c.locker.Lock()
+	pipe := c.bdatPipe
+	c.locker.Unlock()
+	if pipe == nil {
 		var r *io.PipeReader
-		r, c.bdatPipe = io.Pipe()
+		r, pipe = io.Pipe()
+		c.locker.Lock()
+		c.bdatPipe = pipe
+		c.locker.Unlock()
 
 		// smsbridge patch: the goroutine answers on its own channel. It
 		// used to send on c.dataResult as it stood when Data returned, so
@@ -1130,12 +1139,12 @@ func (c *Conn) handleBdat(arg string) {
 	}()
 
 	chunk := io.LimitReader(c.text.R, int64(size))
-	_, err = io.Copy(c.bdatPipe, chunk)
+	_, err = io.Copy(pipe, chunk)
 	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 		// smsbridge patch: the client went quiet inside a chunk. The
 		// connection is done and the mail not taken: a temporary 421, as
 		// for DATA, not the permanent 554 below (RFC 5321 4.2.5).
-		c.bdatPipe.CloseWithError(err)
+		pipe.CloseWithError(err)
 		c.writeResponse(421, EnhancedCode{4, 4, 2}, "Timeout reading the message: not queued, closing connection")
 		c.flushAndClose()
 		c.reset()
@@ -1159,10 +1168,13 @@ func (c *Conn) handleBdat(arg string) {
 	c.bytesReceived += int64(size)
 
 	if last {
-		c.bdatPipe.Close()
+		pipe.Close()
 
 		err := <-c.dataResult
-		c.bdatPipe, c.dataResult = nil, nil // done: reset has nothing to end
+		c.locker.Lock()
+		c.bdatPipe = nil
+		c.locker.Unlock()
+		c.dataResult = nil // done: reset has nothing to end
 
 		if c.server.LMTP {
 			c.bdatStatus.fillRemaining(err)
