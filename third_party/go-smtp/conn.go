@@ -143,6 +143,12 @@ func (c *Conn) handle(cmd string, arg string) {
 	case "NOOP":
 		c.writeResponse(250, EnhancedCode{2, 0, 0}, "I have successfully done nothing")
 	case "RSET": // Reset session
+		if arg != "" {
+			// smsbridge patch: RSET takes no argument (RFC 5321 section
+			// 4.1.1.5); upstream reset anyway.
+			c.protocolError(501, EnhancedCode{5, 5, 4}, "Syntax: RSET takes no argument")
+			return
+		}
 		c.reset()
 		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Session reset")
 	case "BDAT":
@@ -391,6 +397,12 @@ func (c *Conn) handleMail(arg string) {
 
 			opts.Size = int64(size)
 		case "SMTPUTF8":
+			if value != "" {
+				// smsbridge patch: SMTPUTF8 has no value (RFC 6531
+				// section 3.4); upstream ignored one.
+				c.protocolError(501, EnhancedCode{5, 5, 4}, "SMTPUTF8 takes no value")
+				return
+			}
 			if !c.server.EnableSMTPUTF8 {
 				c.writeResponse(555, EnhancedCode{5, 5, 4}, "SMTPUTF8 is not implemented") // smsbridge patch: 555, RFC 5321 4.1.1.11 (was 504)
 				return

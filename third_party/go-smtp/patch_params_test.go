@@ -26,6 +26,7 @@ func TestPatchParams(t *testing.T) {
 		{"", "NOTIFY=NEVER NOTIFY=SUCCESS", "501 5.5.4 Duplicate RCPT parameter NOTIFY"},
 		{"", "ORCPT=rfc822;one@x ORCPT=rfc822;two@x", "501 5.5.4"},
 		{"", "NOTIFY=SUCCESS ORCPT=rfc822;one@x", "250 "},
+		{"SMTPUTF8=yes", "", "501 5.5.4"},
 	} {
 		_, s, c, scanner, _ := testServerEhlo(t, conf)
 		cmd := "MAIL FROM:<a@x.test> " + tc.mail
@@ -107,5 +108,25 @@ func TestPatchRcptPostmaster(t *testing.T) {
 	}
 	if len(be.anonmsgs) != 1 || len(be.anonmsgs[0].To) != 1 || be.anonmsgs[0].To[0] != "Postmaster" {
 		t.Fatalf("messages %+v", be.anonmsgs)
+	}
+}
+
+// TestPatchRsetArgument: RSET takes no argument (RFC 5321 4.1.1.5).
+func TestPatchRsetArgument(t *testing.T) {
+	_, s, c, scanner, _ := testServerEhlo(t)
+	defer s.Close()
+	defer c.Close()
+	for _, step := range []struct{ send, want string }{
+		{"MAIL FROM:<a@x.test>", "250 "},
+		{"RSET now", "501 5.5.4"},
+		{"RCPT TO:<b@y.test>", "250 "}, // the transaction is still open
+		{"RSET", "250 "},
+		{"RCPT TO:<b@y.test>", "503 5.5.1"},
+	} {
+		io.WriteString(c, step.send+"\r\n")
+		scanner.Scan()
+		if !strings.HasPrefix(scanner.Text(), step.want) {
+			t.Fatalf("%q: %q, want %s…", step.send, scanner.Text(), step.want)
+		}
 	}
 }
