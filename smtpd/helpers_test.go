@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/smsbridge/smsbridge/smtpd/users"
@@ -282,3 +283,27 @@ func (q *countingQueue) Add(ctx context.Context, recs []*store.Record) error {
 func base64Std(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 func storeQueryAll() store.Query { return store.Query{Limit: 1000} }
+
+// lmtpEnvelope dials the LMTP listener at addr and sends LHLO, MAIL FROM
+// a@x.test and an RCPT for each of rcpts; the client is closed with t.
+func lmtpEnvelope(t *testing.T, addr string, rcpts ...string) *smtp.Client {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := smtp.NewClientLMTP(conn)
+	t.Cleanup(func() { c.Close() })
+	if err := c.Hello("mta.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("a@x.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rcpts {
+		if err := c.Rcpt(r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}

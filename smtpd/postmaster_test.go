@@ -1,13 +1,10 @@
 package smtpd
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/emersion/go-smtp"
 
 	"github.com/smsbridge/smsbridge/smtpd/ratelimit"
 )
@@ -106,23 +103,7 @@ func TestPostmasterLMTP(t *testing.T) {
 	cfg := baseConfig()
 	cfg.PostmasterDir = filepath.Join(t.TempDir(), "postmaster")
 	ts := start(t, cfg, nil, lmtp)
-	conn, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := smtp.NewClientLMTP(conn)
-	defer c.Close()
-	if err := c.Hello("mta.test"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Mail("a@x.test", nil); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range []string{"postmaster@sms.test", "+14155550123@sms.test"} {
-		if err := c.Rcpt(r, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c := lmtpEnvelope(t, ts.addr, "postmaster@sms.test", "+14155550123@sms.test")
 	w, err := c.Data()
 	if err != nil {
 		t.Fatal(err)

@@ -212,24 +212,7 @@ func TestGracefulShutdown(t *testing.T) {
 func TestLMTP(t *testing.T) {
 	q := &countingQueue{Store: openStore(t), failFor: "+14155550124"}
 	ts := start(t, baseConfig(), q, lmtp)
-	conn, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := smtp.NewClientLMTP(conn)
-	defer c.Close()
-	if err := c.Hello("mta.test"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Mail("a@x.test", nil); err != nil {
-		t.Fatal(err)
-	}
-	rcpts := []string{"+14155550123@sms.test", "+14155550124@sms.test", "14155550123@sms.test", "+4915112345678@sms.test"}
-	for _, r := range rcpts {
-		if err := c.Rcpt(r, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c := lmtpEnvelope(t, ts.addr, "+14155550123@sms.test", "+14155550124@sms.test", "14155550123@sms.test", "+4915112345678@sms.test")
 	w, err := c.Data()
 	if err != nil {
 		t.Fatal(err)
