@@ -239,11 +239,13 @@ func TestStatsWindowInUse(t *testing.T) {
 }
 
 // TestShutdownDrainsSeveralBinds: every session waits for its window,
-// then unbinds.
+// then unbinds. The responses are held a second, long enough for the 15
+// submits to be in flight together on a loaded machine (150 ms was not,
+// once, under CI).
 func TestShutdownDrainsSeveralBinds(t *testing.T) {
-	sim := startSim(t, smsctest.Config{RespDelay: 150 * time.Millisecond})
+	sim := startSim(t, smsctest.Config{RespDelay: time.Second})
 	cfg := fastConfig(sim.Addr())
-	cfg.Binds, cfg.Window = 3, 5
+	cfg.Binds, cfg.Window, cfg.RespTimeout = 3, 5, 5*time.Second
 	c := New(cfg, nil, nil)
 	stop := runClient(t, c)
 	waitFor(t, "binds", func() bool { return c.Stats().Bound == 3 })
