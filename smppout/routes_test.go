@@ -221,9 +221,10 @@ func TestInDoubt(t *testing.T) {
 }
 
 func TestStatsWindowInUse(t *testing.T) {
-	sim := startSim(t, smsctest.Config{RespDelay: 300 * time.Millisecond})
+	// Held long enough for both windows to fill on a loaded machine.
+	sim := startSim(t, smsctest.Config{RespDelay: time.Second})
 	cfg := fastConfig(sim.Addr())
-	cfg.Window, cfg.Binds = 3, 2
+	cfg.Window, cfg.Binds, cfg.RespTimeout = 3, 2, 5*time.Second
 	c := New(cfg, nil, nil)
 	runClient(t, c)
 	waitFor(t, "binds", func() bool { return c.Stats().Bound == 2 })
